@@ -1,0 +1,178 @@
+"""Categorical and diagonal-Gaussian distributions as pure functions of their parameters.
+
+Shapes: `logits` [..., A]; `mean` [..., D]; `log_std` [..., D] or [D] (broadcast).
+Sampled actions are returned under `stop_gradient`: the score-function estimator treats
+an action as data, so d log π(a) / dθ is the true score even when `a` was drawn from π_θ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rlpg._checks import check_floating, check_integer, check_min_rank
+
+_HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+# ----------------------------------------------------------------------------- categorical
+
+
+def _check_logits(logits) -> None:
+    check_min_rank("logits", logits, 1, "[..., A]")
+    check_floating("logits", logits)
+
+
+def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
+    """log π(a) = logits[a] − logsumexp(logits).
+
+    Args:
+      logits: [..., A] unnormalized log-probabilities.
+      action: [...] integer actions in [0, A).
+    Returns:
+      [...] log-probabilities.
+    """
+    _check_logits(logits)
+    check_integer("action", action)
+    if jnp.shape(action) != jnp.shape(logits)[:-1]:
+        raise ValueError(
+            f"`action` must have shape logits.shape[:-1] = {jnp.shape(logits)[:-1]}; "
+            f"got {jnp.shape(action)}."
+        )
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+    """H = −Σ_a π(a) log π(a). logits [..., A] -> [...]."""
+    _check_logits(logits)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """a ~ softmax(logits). logits [..., A] -> [...] int32 (no gradient)."""
+    _check_logits(logits)
+    return jax.lax.stop_gradient(jax.random.categorical(key, logits, axis=-1).astype(jnp.int32))
+
+
+def categorical_mode(logits: jax.Array) -> jax.Array:
+    """argmax_a π(a). logits [..., A] -> [...] int32."""
+    _check_logits(logits)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
+    """KL(p ‖ q) = Σ_a p(a) (log p(a) − log q(a)). [..., A] x [..., A] -> [...]."""
+    _check_logits(p_logits)
+    _check_logits(q_logits)
+    log_p = jax.nn.log_softmax(p_logits, axis=-1)
+    log_q = jax.nn.log_softmax(q_logits, axis=-1)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+# ----------------------------------------------------------------------------- gaussian
+
+
+def _check_gaussian(mean, log_std) -> None:
+    check_min_rank("mean", mean, 1, "[..., D]")
+    check_floating("mean", mean)
+    check_min_rank("log_std", log_std, 1, "[..., D] or [D]")
+    check_floating("log_std", log_std)
+    try:
+        jnp.broadcast_shapes(jnp.shape(mean), jnp.shape(log_std))
+    except ValueError:
+        raise ValueError(
+            f"`log_std` {jnp.shape(log_std)} does not broadcast against `mean` {jnp.shape(mean)}."
+        ) from None
+    if jnp.shape(log_std)[-1] != jnp.shape(mean)[-1]:
+        raise ValueError(
+            f"`log_std` must end in the action dimension D={jnp.shape(mean)[-1]}; "
+            f"got {jnp.shape(log_std)}."
+        )
+
+
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+    """log N(a; μ, diag σ²) = Σ_d [−½((a_d − μ_d)/σ_d)² − log σ_d − ½ log 2π].
+
+    Args:
+      mean: [..., D].
+      log_std: [..., D] or [D] (broadcast over the leading axes).
+      action: [..., D], same shape as `mean`.
+    Returns:
+      [...] log-densities, summed over D. ∂/∂μ = (a − μ)/σ².
+    """
+    _check_gaussian(mean, log_std)
+    check_floating("action", action)
+    if jnp.shape(action) != jnp.shape(mean):
+        raise ValueError(
+            f"`action` must have the shape of `mean` {jnp.shape(mean)}; got {jnp.shape(action)}."
+        )
+    z = (action - mean) * jnp.exp(-log_std)  # multiply, never divide by a tiny σ
+    return jnp.sum(-0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    """H = Σ_d (log σ_d + ½ log 2πe). log_std [..., D] -> [...]."""
+    check_min_rank("log_std", log_std, 1, "[..., D]")
+    check_floating("log_std", log_std)
+    return jnp.sum(log_std + _HALF_LOG_2PI + 0.5, axis=-1)
+
+
+def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """a = μ + σ ε, ε ~ N(0, I). Returns [..., D] with the shape of `mean` (no gradient)."""
+    _check_gaussian(mean, log_std)
+    noise = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
+    return jax.lax.stop_gradient(mean + jnp.exp(log_std) * noise)
+
+
+def gaussian_kl(
+    p_mean: jax.Array, p_log_std: jax.Array, q_mean: jax.Array, q_log_std: jax.Array
+) -> jax.Array:
+    """KL(p ‖ q) = Σ_d [log σq/σp + (σp² + (μp − μq)²) / (2σq²) − ½]. -> [...]."""
+    _check_gaussian(p_mean, p_log_std)
+    _check_gaussian(q_mean, q_log_std)
+    ratio = jnp.exp(2.0 * (p_log_std - q_log_std))
+    z = (p_mean - q_mean) * jnp.exp(-q_log_std)
+    return jnp.sum(q_log_std - p_log_std + 0.5 * (ratio + jnp.square(z) - 1.0), axis=-1)
+
+
+# ----------------------------------------------------------------------------- families
+
+
+class Distribution(NamedTuple):
+    """A distribution family over a pytree of parameters `dist`.
+
+    Categorical: `dist` is `logits` [..., A]. Gaussian: `dist` is `(mean, log_std)`.
+    """
+
+    log_prob: Callable[[Any, jax.Array], jax.Array]
+    sample: Callable[[jax.Array, Any], jax.Array]
+    mode: Callable[[Any], jax.Array]
+    entropy: Callable[[Any], jax.Array]
+    kl: Callable[[Any, Any], jax.Array]
+
+
+categorical = Distribution(
+    log_prob=categorical_log_prob,
+    sample=categorical_sample,
+    mode=categorical_mode,
+    entropy=categorical_entropy,
+    kl=categorical_kl,
+)
+
+
+def _gaussian_entropy_of(dist):
+    mean, log_std = dist
+    return gaussian_entropy(jnp.broadcast_to(log_std, jnp.shape(mean)))
+
+
+gaussian = Distribution(
+    log_prob=lambda dist, action: gaussian_log_prob(*dist, action),
+    sample=lambda key, dist: gaussian_sample(key, *dist),
+    mode=lambda dist: dist[0],
+    entropy=_gaussian_entropy_of,
+    kl=lambda p, q: gaussian_kl(*p, *q),
+)

@@ -1,0 +1,233 @@
+"""Policy families as pure `(init, apply)` pairs, and the analytic scores of the linear ones.
+
+A `Policy` maps parameters and an observation to the parameters of its action distribution:
+`apply(params, obs [..., *obs_shape]) -> dist` with `dist` the logits [..., A] of a categorical
+policy or `(mean [..., D], log_std [..., D] | [D])` of a Gaussian one; `policy.distribution`
+holds the matching `log_prob`, `sample`, `mode`, `entropy` and `kl`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rlpg import distributions
+from rlpg._checks import check_floating, check_min_rank, check_rank, check_shape
+
+
+class Policy(NamedTuple):
+    """π_θ(·|s): `init(key) -> params`, `apply(params, obs) -> dist`, and its family."""
+
+    init: Callable[[jax.Array], Any]
+    apply: Callable[[Any, jax.Array], Any]
+    distribution: distributions.Distribution
+
+
+class ValueFunction(NamedTuple):
+    """V_w(s): `init(key) -> params`, `apply(params, obs [..., *obs_shape]) -> [...]`."""
+
+    init: Callable[[jax.Array], Any]
+    apply: Callable[[Any, jax.Array], jax.Array]
+
+
+# ----------------------------------------------------------------------------- linear softmax
+
+
+def linear_softmax_logits(theta: jax.Array, phi_sa: jax.Array) -> jax.Array:
+    """logits(s, a) = φ(s, a)ᵀ θ. theta [F], phi_sa [..., A, F] -> [..., A]."""
+    check_rank("theta", theta, 1, "[F]")
+    check_min_rank("phi_sa", phi_sa, 2, "[..., A, F]")
+    check_floating("phi_sa", phi_sa)
+    check_shape("theta", theta, (jnp.shape(phi_sa)[-1],), "the feature size F of phi_sa")
+    return phi_sa @ theta
+
+
+def linear_softmax_score(theta: jax.Array, phi_sa: jax.Array, action: jax.Array) -> jax.Array:
+    """∇_θ log π(a|s) = φ(s, a) − Σ_a' π(a'|s) φ(s, a') for π ∝ exp(φᵀθ).
+
+    Args:
+      theta: [F] parameters.
+      phi_sa: [..., A, F] features of every action in each state.
+      action: [...] integer actions.
+    Returns:
+      [..., F] scores.
+    """
+    probs = jax.nn.softmax(linear_softmax_logits(theta, phi_sa), axis=-1)
+    phi_a = jnp.take_along_axis(phi_sa, action[..., None, None].astype(jnp.int32), axis=-2)[..., 0, :]
+    return phi_a - jnp.einsum("...a,...af->...f", probs, phi_sa)
+
+
+def linear_softmax(features: Callable[[jax.Array], jax.Array], num_features: int) -> Policy:
+    """π(a|s) ∝ exp(φ(s, a)ᵀ θ) with `features(obs [...]) -> phi_sa [..., A, F]`, θ [F] = 0 at init."""
+
+    def init(key):
+        del key
+        return jnp.zeros((num_features,), jnp.float32)
+
+    return Policy(
+        init=init,
+        apply=lambda theta, obs: linear_softmax_logits(theta, features(obs)),
+        distribution=distributions.categorical,
+    )
+
+
+# ----------------------------------------------------------------------------- linear gaussian
+
+
+def linear_gaussian_mean(theta: jax.Array, phi_s: jax.Array) -> jax.Array:
+    """μ(s) = φ(s)ᵀ θ. theta [F, D], phi_s [..., F] -> [..., D]."""
+    check_rank("theta", theta, 2, "[F, D]")
+    check_min_rank("phi_s", phi_s, 1, "[..., F]")
+    check_floating("phi_s", phi_s)
+    if jnp.shape(theta)[0] != jnp.shape(phi_s)[-1]:
+        raise ValueError(
+            f"`theta` [F, D] must have F = phi_s.shape[-1] = {jnp.shape(phi_s)[-1]}; "
+            f"got {jnp.shape(theta)}."
+        )
+    return phi_s @ theta
+
+
+def linear_gaussian_score(
+    theta: jax.Array, phi_s: jax.Array, log_std: jax.Array, action: jax.Array
+) -> jax.Array:
+    """∇_θ log N(a; φ(s)ᵀθ, σ²) = φ(s) (a − μ)ᵀ / σ².
+
+    Args:
+      theta: [F, D]; phi_s: [..., F]; log_std: [D] or [..., D]; action: [..., D].
+    Returns:
+      [..., F, D] scores.
+    """
+    mean = linear_gaussian_mean(theta, phi_s)
+    check_shape("action", action, jnp.shape(mean), "the shape of the mean φ(s)ᵀθ")
+    scaled = (action - mean) * jnp.exp(-2.0 * log_std)
+    return phi_s[..., :, None] * scaled[..., None, :]
+
+
+def linear_gaussian(
+    features: Callable[[jax.Array], jax.Array],
+    num_features: int,
+    action_dim: int,
+    learn_log_std: bool = True,
+    init_log_std: float = 0.0,
+) -> Policy:
+    """a ~ N(φ(s)ᵀθ, σ²) with `features(obs) -> phi_s [..., F]`.
+
+    Parameters are `{"theta": [F, D], "log_std": [D]}`; with `learn_log_std=False` the log-std
+    stays at `init_log_std` and is not a parameter.
+    """
+    fixed_log_std = jnp.full((action_dim,), init_log_std, jnp.float32)
+
+    def init(key):
+        del key
+        params = {"theta": jnp.zeros((num_features, action_dim), jnp.float32)}
+        if learn_log_std:
+            params["log_std"] = fixed_log_std
+        return params
+
+    def apply(params, obs):
+        log_std = params["log_std"] if learn_log_std else fixed_log_std
+        return linear_gaussian_mean(params["theta"], features(obs)), log_std
+
+    return Policy(init=init, apply=apply, distribution=distributions.gaussian)
+
+
+# ----------------------------------------------------------------------------- MLPs
+
+_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
+
+
+class MLP(nn.Module):
+    """Dense layers with orthogonal init; the last layer's scale sets its initial spread."""
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "tanh"
+    out_scale: float = 0.01
+
+    @nn.compact
+    def __call__(self, x):
+        act = _ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)))(x))
+        return nn.Dense(self.out, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+
+
+def _check_activation(activation: str) -> None:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}; got {activation!r}.")
+
+
+def _flatten_obs(obs: jax.Array, obs_shape: tuple) -> jax.Array:
+    """[..., *obs_shape] -> [..., prod(obs_shape)] float32."""
+    n = len(obs_shape)
+    if tuple(jnp.shape(obs)[jnp.ndim(obs) - n :]) != tuple(obs_shape):
+        raise ValueError(f"`obs` must end in the observation shape {obs_shape}; got {jnp.shape(obs)}.")
+    lead = jnp.shape(obs)[: jnp.ndim(obs) - n]
+    return jnp.reshape(obs, lead + (math.prod(obs_shape),)).astype(jnp.float32)
+
+
+def mlp_categorical(
+    obs_shape: Sequence[int], num_actions: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
+) -> Policy:
+    """π(·|s) = softmax(MLP(s)): logits [..., A] for obs [..., *obs_shape]."""
+    _check_activation(activation)
+    obs_shape = tuple(obs_shape)
+    net = MLP(tuple(hidden), num_actions, activation, out_scale=0.01)
+    return Policy(
+        init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
+        apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape)),
+        distribution=distributions.categorical,
+    )
+
+
+class _GaussianHead(nn.Module):
+    hidden: Sequence[int]
+    action_dim: int
+    activation: str
+    state_dependent_std: bool
+    init_log_std: float
+
+    @nn.compact
+    def __call__(self, x):
+        if self.state_dependent_std:
+            out = MLP(self.hidden, 2 * self.action_dim, self.activation)(x)
+            mean, log_std = jnp.split(out, 2, axis=-1)
+            return mean, log_std + self.init_log_std
+        mean = MLP(self.hidden, self.action_dim, self.activation)(x)
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,))
+        return mean, log_std
+
+
+def mlp_gaussian(
+    obs_shape: Sequence[int],
+    action_dim: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    state_dependent_std: bool = False,
+    init_log_std: float = 0.0,
+) -> Policy:
+    """a ~ N(μ(s), σ²): mean [..., D] from an MLP; log σ a learned [D] vector
+    (state-independent) or a second head of the MLP [..., D] (`state_dependent_std=True`)."""
+    _check_activation(activation)
+    obs_shape = tuple(obs_shape)
+    net = _GaussianHead(tuple(hidden), action_dim, activation, state_dependent_std, init_log_std)
+    return Policy(
+        init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
+        apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape)),
+        distribution=distributions.gaussian,
+    )
+
+
+def mlp_value(obs_shape: Sequence[int], hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> ValueFunction:
+    """V(s) = MLP(s): obs [..., *obs_shape] -> [...]."""
+    _check_activation(activation)
+    obs_shape = tuple(obs_shape)
+    net = MLP(tuple(hidden), 1, activation, out_scale=1.0)
+    return ValueFunction(
+        init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
+        apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape))[..., 0],
+    )

@@ -1,0 +1,185 @@
+"""Returns and advantages over time-major windows `[T, ...]` (any batch axes after T).
+
+Episode boundaries come as flags per step: `terminated[t]` (the MDP ended: no bootstrap),
+`truncated[t]` (a time limit cut it: bootstrap from the true next state), or
+`dones = terminated | truncated` where the two need not be told apart. Step t's reward and
+flags belong to the transition s_t -> s_{t+1}.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlpg._checks import check_floating, check_in_interval, check_min_rank, check_same_shape
+
+
+def _check_window(rewards, **flags) -> None:
+    check_min_rank("rewards", rewards, 1, "[T, ...]")
+    check_floating("rewards", rewards)
+    check_same_shape(rewards=rewards, **flags)
+
+
+def _not(flags: jax.Array, dtype) -> jax.Array:
+    return 1.0 - jnp.asarray(flags).astype(dtype)
+
+
+def reward_to_go(
+    rewards: jax.Array,
+    dones: jax.Array,
+    gamma: float | jax.Array,
+    bootstrap_value: jax.Array | None = None,
+) -> jax.Array:
+    """G_t = r_t + γ (1 − done_t) G_{t+1}, with G_T = `bootstrap_value` (default 0).
+
+    The Monte-Carlo return from step t to the end of its episode (γ = 1: the undiscounted
+    sum of the rewards still to come). A step whose episode runs past the window gets only
+    the rewards inside it plus γ^k·bootstrap_value.
+
+    Args:
+      rewards: [T, ...] float.
+      dones: [T, ...] bool or {0, 1}: the episode ended at step t.
+      gamma: discount in [0, 1] (a scalar, possibly traced).
+      bootstrap_value: [...] value of the state after the window, or None.
+    Returns:
+      [T, ...] returns.
+    """
+    _check_window(rewards, dones=dones)
+    check_in_interval("gamma", gamma, 0.0, 1.0)
+    tail = jnp.zeros_like(rewards[0]) if bootstrap_value is None else bootstrap_value
+    if bootstrap_value is not None:
+        check_same_shape(**{"bootstrap_value": tail, "rewards[0]": rewards[0]})
+    continues = gamma * _not(dones, rewards.dtype)
+
+    def step(g_next, x):
+        r, c = x
+        g = r + c * g_next
+        return g, g
+
+    _, returns = jax.lax.scan(step, tail.astype(rewards.dtype), (rewards, continues), reverse=True)
+    return returns
+
+
+def total_return(rewards: jax.Array, dones: jax.Array, gamma: float | jax.Array = 1.0) -> jax.Array:
+    """R(τ) = Σ_k γ^k r_k over the whole episode containing step t, broadcast to each of its steps.
+
+    The weight of the textbook estimator ĝ = R(τ) Σ_t ∇ log π(a_t|s_t). Exact for episodes
+    that start and end inside the window (see `complete_episode_mask`).
+
+    Args:
+      rewards: [T, ...] float; dones: [T, ...]; gamma: discount in [0, 1].
+    Returns:
+      [T, ...] returns, constant within each episode.
+    """
+    g = reward_to_go(rewards, dones, gamma)
+    starts = jnp.concatenate([jnp.ones_like(dones[:1], bool), jnp.asarray(dones[:-1], bool)], axis=0)
+
+    def step(episode_return, x):
+        g_t, start = x
+        episode_return = jnp.where(start, g_t, episode_return)
+        return episode_return, episode_return
+
+    _, returns = jax.lax.scan(step, jnp.zeros_like(g[0]), (g, starts))
+    return returns
+
+
+def gae(
+    rewards: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: float | jax.Array,
+    lam: float | jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalized advantage estimation, GAE(γ, λ).
+
+    δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t),
+    A_t = δ_t + γ λ (1 − terminated_t)(1 − truncated_t) A_{t+1},   A_T = 0.
+
+    `next_values[t]` is V of the true next state s'_t: on a truncated step, the final
+    observation before the reset. So a time limit bootstraps and a termination does not;
+    the last step of the window bootstraps from `next_values[T-1]`. λ = 1 gives the
+    bootstrapped discounted return minus V; λ = 0 the one-step TD error.
+
+    Args:
+      rewards, values, next_values: [T, ...] float.
+      terminated, truncated: [T, ...] bool or {0, 1}.
+      gamma, lam: scalars in [0, 1] (possibly traced).
+    Returns:
+      (advantages [T, ...], value targets A + V [T, ...]).
+    """
+    _check_window(rewards, values=values, next_values=next_values, terminated=terminated, truncated=truncated)
+    check_floating("values", values)
+    check_floating("next_values", next_values)
+    check_in_interval("gamma", gamma, 0.0, 1.0)
+    check_in_interval("lam", lam, 0.0, 1.0)
+    not_terminated = _not(terminated, rewards.dtype)
+    deltas = rewards + gamma * not_terminated * next_values - values
+    trace = gamma * lam * not_terminated * _not(truncated, rewards.dtype)
+
+    def step(a_next, x):
+        delta, c = x
+        a = delta + c * a_next
+        return a, a
+
+    _, advantages = jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, trace), reverse=True)
+    return advantages, advantages + values
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def _check_dones(dones) -> None:
+    check_min_rank("dones", dones, 1, "[T, ...]")
+
+
+def episode_ends_mask(dones: jax.Array) -> jax.Array:
+    """1 where step t's episode ends inside the window (some done at t' >= t), else 0.
+
+    Exactly the steps whose un-bootstrapped reward-to-go is the true Monte-Carlo return.
+    dones [T, ...] -> [T, ...] float32.
+    """
+    _check_dones(dones)
+    d = jnp.asarray(dones, bool)
+    return jax.lax.cummax(d.astype(jnp.int32), axis=0, reverse=True).astype(jnp.float32)
+
+
+def episode_starts_mask(dones: jax.Array) -> jax.Array:
+    """1 where step t's episode began inside the window (t = 0 or a done before t), for
+    windows whose step 0 is NOT an episode start. dones [T, ...] -> [T, ...] float32."""
+    _check_dones(dones)
+    d = jnp.asarray(dones, bool)
+    before = jnp.concatenate([jnp.zeros_like(d[:1]), d[:-1]], axis=0)
+    return jax.lax.cummax(before.astype(jnp.int32), axis=0).astype(jnp.float32)
+
+
+def first_episode_mask(dones: jax.Array) -> jax.Array:
+    """1 up to and including the first done, 0 after: the first episode of a window that
+    starts at a reset. dones [T, ...] -> [T, ...] float32."""
+    _check_dones(dones)
+    d = jnp.asarray(dones, bool).astype(jnp.int32)
+    done_before = jnp.cumsum(d, axis=0) - d
+    return (done_before == 0).astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------------- normalization
+
+
+def normalize(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
+    """(x − mean) / (std + eps), statistics over all entries (or over `mask == 1`).
+
+    Args:
+      x: [...] float; mask: [...] of the same shape, or None.
+    Returns:
+      [...] normalized values (masked-out entries are normalized too, but did not count).
+    """
+    check_floating("x", x)
+    if mask is None:
+        mask = jnp.ones_like(x)
+    check_same_shape(x=x, mask=mask)
+    mask = jnp.asarray(mask, x.dtype)
+    count = jnp.maximum(mask.sum(), 1.0)
+    mean = (x * mask).sum() / count
+    var = (jnp.square(x - mean) * mask).sum() / count
+    return (x - mean) / (jnp.sqrt(var) + eps)

@@ -1,0 +1,204 @@
+"""Rollouts of a policy in a batch of auto-resetting gymnax environments, one `lax.scan`.
+
+Arrays are time-major: `[T, B, ...]` with T = num_steps, B = num_envs. gymnax 1.x resets an
+environment inside `step` when it terminates or truncates; the pre-reset observation comes
+back as `info["final_observation"]` and is kept as `Trajectory.next_obs`, so a truncated step
+can bootstrap from the state it really reached.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnax
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+from rlpg import policies
+from rlpg.policies import Policy
+
+
+@struct.dataclass
+class Trajectory:
+    """One window of experience, time-major [T, B, ...].
+
+    obs, next_obs: [T, B, *obs_shape] — s_t and the true s_{t+1} (pre-reset on done steps).
+    action: [T, B] int or [T, B, D] float (as sampled, before clipping to the action space).
+    reward: [T, B] float32.  terminated, truncated: [T, B] bool.
+    log_prob: [T, B] log π(a_t|s_t) under the acting parameters.
+    episode_return, episode_length: [T, B] the finished episode's totals on its last step, else 0.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    log_prob: jax.Array
+    next_obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        """[T, B] bool: the episode ended at step t (terminated or truncated)."""
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+@struct.dataclass
+class EnvBatch:
+    """The carried state of B environments: gymnax states, current obs [B, ...], and the
+    running return [B] and length [B] of each one's current episode."""
+
+    env_state: Any
+    obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+def make_env(env_id: str, **env_kwargs) -> tuple[Any, Any]:
+    """(env, env_params) for a registered gymnax id; an unknown id names the close ones."""
+    if env_id not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"`env` {env_id!r} is not a gymnax environment id.{hint}")
+    return gymnax.make(env_id, **env_kwargs)
+
+
+def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh") -> Policy:
+    """The MLP policy that fits the env's action space: categorical for Discrete, Gaussian for Box."""
+    obs_shape = env.observation_space(env_params).shape
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        return policies.mlp_categorical(obs_shape, space.n, hidden, activation)
+    if isinstance(space, spaces.Box):
+        return policies.mlp_gaussian(obs_shape, int(jnp.prod(jnp.array(space.shape))), hidden, activation)
+    raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
+
+
+def _env_action(env, env_params, action: jax.Array) -> jax.Array:
+    """Clip continuous actions into a Box space and shape them for the env; pass discrete ones."""
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Box):
+        return jnp.clip(action, space.low, space.high).reshape(action.shape[:1] + tuple(space.shape))
+    return action
+
+
+def reset(key: jax.Array, env, env_params, num_envs: int) -> EnvBatch:
+    """Reset `num_envs` environments with independent keys."""
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+    return EnvBatch(
+        env_state=env_state,
+        obs=obs,
+        episode_return=jnp.zeros((num_envs,), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+    )
+
+
+def step(key: jax.Array, env, env_params, batch: EnvBatch, action: jax.Array):
+    """Step B environments once with `action` [B, ...]; returns (batch, reward, terminated,
+    truncated, next_obs, episode_return, episode_length), the last two nonzero on done steps."""
+    num_envs = batch.obs.shape[0]
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(
+        env.step, in_axes=(0, 0, 0, None)
+    )(jax.random.split(key, num_envs), batch.env_state, _env_action(env, env_params, action), env_params)
+    reward = reward.astype(jnp.float32)
+    done = jnp.logical_or(terminated, truncated)
+    ep_return = batch.episode_return + reward
+    ep_length = batch.episode_length + 1
+    new_batch = EnvBatch(
+        env_state=env_state,
+        obs=obs,
+        episode_return=jnp.where(done, 0.0, ep_return),
+        episode_length=jnp.where(done, 0, ep_length),
+    )
+    finished_return = jnp.where(done, ep_return, 0.0)
+    finished_length = jnp.where(done, ep_length, 0)
+    return new_batch, reward, terminated, truncated, info["final_observation"], finished_return, finished_length
+
+
+def rollout(
+    key: jax.Array, policy: Policy, params: Any, env, env_params, batch: EnvBatch, num_steps: int
+) -> tuple[EnvBatch, Trajectory]:
+    """Act with π_params for `num_steps` steps in every environment of `batch`.
+
+    Returns the carried `EnvBatch` (continue from it next time) and a `Trajectory` [T, B, ...].
+    """
+
+    def body(batch: EnvBatch, step_key):
+        act_key, env_key = jax.random.split(step_key)
+        dist = policy.apply(params, batch.obs)
+        action = policy.distribution.sample(act_key, dist)
+        log_prob = policy.distribution.log_prob(dist, action)
+        new_batch, reward, terminated, truncated, next_obs, ep_ret, ep_len = step(
+            env_key, env, env_params, batch, action
+        )
+        transition = Trajectory(
+            obs=batch.obs,
+            action=action,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            log_prob=log_prob,
+            next_obs=next_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+        )
+        return new_batch, transition
+
+    return jax.lax.scan(body, batch, jax.random.split(key, num_steps))
+
+
+def episode_stats(traj: Trajectory) -> dict[str, jax.Array]:
+    """Mean return and length of the episodes that finished in `traj`, and their count.
+
+    Returns {"episode_return": [], "episode_length": [], "episodes": []}; the means are NaN
+    when no episode finished.
+    """
+    done = traj.done
+    count = done.sum()
+    safe = jnp.maximum(count, 1)
+    nan_if_none = jnp.where(count > 0, 1.0, jnp.nan)
+    return {
+        "episode_return": traj.episode_return.sum() / safe * nan_if_none,
+        "episode_length": traj.episode_length.sum() / safe * nan_if_none,
+        "episodes": count,
+    }
+
+
+def evaluate(
+    key: jax.Array,
+    policy: Policy,
+    params: Any,
+    env,
+    env_params,
+    num_episodes: int,
+    greedy: bool = True,
+    max_steps: int | None = None,
+) -> jax.Array:
+    """Play `num_episodes` whole episodes from reset; returns their returns [num_episodes].
+
+    Acts with the distribution's mode when `greedy`, else samples. Runs `max_steps` steps
+    (default: the env's time limit) and counts each episode up to its first end.
+    """
+    if max_steps is None:
+        max_steps = int(env_params.max_steps_in_episode)
+    reset_key, run_key = jax.random.split(key)
+    batch = reset(reset_key, env, env_params, num_episodes)
+
+    def body(carry, step_key):
+        batch, alive, total = carry
+        act_key, env_key = jax.random.split(step_key)
+        dist = policy.apply(params, batch.obs)
+        action = policy.distribution.mode(dist) if greedy else policy.distribution.sample(act_key, dist)
+        batch, reward, terminated, truncated, *_ = step(env_key, env, env_params, batch, action)
+        total = total + alive * reward
+        alive = alive * (1.0 - jnp.logical_or(terminated, truncated))
+        return (batch, alive, total), None
+
+    init = (batch, jnp.ones((num_episodes,)), jnp.zeros((num_episodes,)))
+    (_, _, total), _ = jax.lax.scan(body, init, jax.random.split(run_key, max_steps))
+    return total
