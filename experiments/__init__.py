@@ -1,0 +1,1 @@
+"""Command-line experiments over rlpg (run as `python -m experiments.<name>`)."""

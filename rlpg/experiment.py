@@ -1,0 +1,193 @@
+"""What is not pure: run folders, progress lines, metrics files, plots, checkpoints, loading.
+
+A run folder holds `config.json`, `metrics.csv`, `summary.json`, `learning_curve.png` and
+`checkpoint/` (orbax) with the final parameters of every seed, stacked on a leading axis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlpg import algos, rollout
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "learning_curve.png"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Create `out` for a new run. An existing non-empty folder is refused unless `overwrite`,
+    in which case its previous contents are removed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"`out` {out} exists and is not a folder; choose another path.")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"`out` {out} already holds a run; choose another folder or pass --overwrite to replace it."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class ProgressPrinter:
+    """A `progress` callback for `make_train` that prints one line per logged update,
+    averaged over the `num_seeds` vmapped runs (each of which reports separately)."""
+
+    def __init__(self, num_seeds: int, total_updates: int, print_fn: Callable[[str], None] = print):
+        self.num_seeds = num_seeds
+        self.total_updates = total_updates
+        self.print_fn = print_fn
+        self._pending: dict[int, list[dict]] = {}
+        self._lock = threading.Lock()
+        self._start = time.perf_counter()
+
+    def __call__(self, metrics: Mapping[str, Any]) -> None:
+        row = {k: float(np.asarray(v)) for k, v in metrics.items()}
+        update = int(row["update"])
+        with self._lock:
+            rows = self._pending.setdefault(update, [])
+            rows.append(row)
+            if len(rows) < self.num_seeds:
+                return
+            del self._pending[update]
+        returns = np.array([r["episode_return"] for r in rows])
+        finite = returns[np.isfinite(returns)]
+        spread = f"[{finite.min():.1f}, {finite.max():.1f}]" if finite.size else "[-]"
+        elapsed = time.perf_counter() - self._start
+        self.print_fn(
+            f"update {update:>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
+            f"return {np.nanmean(returns) if finite.size else math.nan:8.2f} {spread} over {len(rows)} seeds  "
+            f"entropy {np.mean([r['entropy'] for r in rows]):.3f}  {elapsed:6.1f}s"
+        )
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(x):
+    if isinstance(x, (np.generic, jnp.ndarray)):
+        return np.asarray(x).tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def write_metrics_csv(path: Path, metrics: Mapping[str, jax.Array]) -> None:
+    """One row per (seed, update) from metrics arrays of shape [num_seeds, num_updates]."""
+    first = [k for k in ("update", "env_steps") if k in metrics]
+    names = first + sorted(k for k in metrics if k not in first)
+    arrays = {k: np.asarray(v) for k, v in metrics.items()}
+    num_seeds, num_updates = arrays[names[0]].shape
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["seed", *names])
+        for s in range(num_seeds):
+            for u in range(num_updates):
+                writer.writerow([s, *(arrays[k][s, u].item() for k in names)])
+
+
+def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str) -> None:
+    """Mean episode return over seeds vs env steps, with the min–max band and each seed faint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.asarray(metrics["env_steps"])[0]
+    returns = np.asarray(metrics["episode_return"], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for curve in returns:
+        ax.plot(steps, curve, color="tab:blue", alpha=0.15, lw=0.8)
+    with np.errstate(all="ignore"):
+        ax.fill_between(steps, np.nanmin(returns, 0), np.nanmax(returns, 0), color="tab:blue", alpha=0.2, lw=0)
+        ax.plot(steps, np.nanmean(returns, 0), color="tab:blue", lw=2, label=f"mean of {len(returns)} seeds")
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_params(path: Path, params: Any) -> None:
+    """Write a parameter pytree as an orbax checkpoint at `path` (which must not exist)."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(Path(path).absolute(), params)
+    checkpointer.wait_until_finished()
+
+
+def restore_params(path: Path) -> Any:
+    """Read a parameter pytree written by `save_params`."""
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(Path(path).absolute())
+
+
+def load_config(run_dir: str | Path) -> dict:
+    """The `config.json` of a run folder."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: `run_dir` must be a folder written by experiments.train.")
+    return json.loads(path.read_text())
+
+
+def load_policy(run_dir: str | Path, seed: int = 0) -> Callable[..., Any]:
+    """`act(obs, key=None) -> action` for one unbatched observation, from a finished run.
+
+    Greedy (the distribution's mode) when `key` is None, sampled otherwise. Works on numpy
+    observations, so the policy can be played in any environment with the same spaces,
+    gymnasium's included. `seed` indexes the run's seeds (0 .. num_seeds − 1).
+    """
+    saved = load_config(run_dir)
+    num_seeds = saved["num_seeds"]
+    if not 0 <= seed < num_seeds:
+        raise ValueError(f"`seed` must be in [0, {num_seeds}) for this run; got {seed}.")
+    config = saved["config"]
+    env, env_params = rollout.make_env(config["env_id"])
+    policy = rollout.make_policy(env, env_params, tuple(config["hidden"]), config["activation"])
+    params = jax.tree.map(lambda x: jnp.asarray(x[seed]), restore_params(Path(run_dir) / CHECKPOINT_DIR)["policy"])
+    obs_shape = env.observation_space(env_params).shape
+
+    @jax.jit
+    def _sample(obs, key):
+        return policy.distribution.sample(key, policy.apply(params, obs[None]))[0]
+
+    @jax.jit
+    def _mode(obs):
+        return policy.distribution.mode(policy.apply(params, obs[None]))[0]
+
+    def act(obs, key: jax.Array | None = None):
+        obs = jnp.asarray(obs, jnp.float32)
+        if obs.shape != tuple(obs_shape):
+            raise ValueError(f"`obs` must be one observation of shape {tuple(obs_shape)}; got {obs.shape}.")
+        action = np.asarray(_mode(obs) if key is None else _sample(obs, key))
+        return action.item() if action.ndim == 0 else action
+
+    return act
+
+
+def algo_module(name: str):
+    """The algorithm module registered under `name`, e.g. `rlpg.algos.reinforce`."""
+    if name not in algos.ALGOS:
+        raise ValueError(f"`algo` must be one of {sorted(algos.ALGOS)}; got {name!r}.")
+    return algos.ALGOS[name]

@@ -1,0 +1,138 @@
+"""rlpg.distributions against closed forms, Monte Carlo and the true score."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlpg import distributions as D
+
+
+def np_log_softmax(logits):
+    logits = np.asarray(logits, np.float64)
+    z = logits - logits.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+@given(st.integers(1, 3), st.integers(2, 6), st.integers(0, 2**31 - 1))
+def test_categorical_matches_numpy(batch, num_actions, seed):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    logits = 3.0 * jax.random.normal(k1, (batch, num_actions))
+    q_logits = 3.0 * jax.random.normal(k2, (batch, num_actions))
+    action = jax.random.randint(k3, (batch,), 0, num_actions)
+    log_p = np_log_softmax(logits)
+    log_q = np_log_softmax(q_logits)
+    p = np.exp(log_p)
+    np.testing.assert_allclose(D.categorical_log_prob(logits, action), log_p[np.arange(batch), action], atol=1e-5)
+    np.testing.assert_allclose(D.categorical_entropy(logits), -(p * log_p).sum(-1), atol=1e-5)
+    np.testing.assert_allclose(D.categorical_kl(logits, q_logits), (p * (log_p - log_q)).sum(-1), atol=1e-4)
+
+
+def test_categorical_sample_frequencies():
+    logits = jnp.log(jnp.array([0.1, 0.2, 0.7]))
+    samples = D.categorical_sample(jax.random.PRNGKey(0), jnp.broadcast_to(logits, (20000, 3)))
+    freq = np.bincount(np.asarray(samples), minlength=3) / 20000
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.7], atol=0.015)
+    assert samples.dtype == jnp.int32
+
+
+def test_categorical_stable_at_huge_logits():
+    logits = jnp.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
+    action = jnp.array([1, 2])
+
+    def f(logits):
+        return D.categorical_log_prob(logits, action).sum() + D.categorical_entropy(logits).sum()
+
+    value, grad = jax.value_and_grad(f)(logits)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(D.categorical_log_prob(logits, action), [-2e4, -np.log(3)], rtol=1e-6)
+    assert np.all(np.isfinite(D.categorical_kl(logits, logits[::-1])))
+
+
+def test_categorical_score_is_onehot_minus_probs():
+    logits = jnp.array([0.3, -1.0, 2.0])
+    action = D.categorical_sample(jax.random.PRNGKey(1), logits)
+    score = jax.grad(lambda l: D.categorical_log_prob(l, D.categorical_sample(jax.random.PRNGKey(1), l)))(logits)
+    np.testing.assert_allclose(score, jax.nn.one_hot(action, 3) - jax.nn.softmax(logits), atol=1e-6)
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_gaussian_log_prob_matches_closed_form(batch, dim, seed):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    mean = jax.random.normal(k1, (batch, dim))
+    log_std = 0.5 * jax.random.normal(k2, (dim,))  # [D], broadcast
+    action = jax.random.normal(k3, (batch, dim))
+    sigma = np.exp(np.asarray(log_std, np.float64))
+    expected = (-0.5 * ((np.asarray(action) - np.asarray(mean)) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi))).sum(-1)
+    np.testing.assert_allclose(D.gaussian_log_prob(mean, log_std, action), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(D.gaussian_entropy(log_std), (np.log(sigma) + 0.5 * np.log(2 * np.pi * np.e)).sum(), rtol=1e-6)
+
+
+def test_gaussian_entropy_and_kl_by_monte_carlo():
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    p = (jnp.array([0.5, -1.0]), jnp.array([-0.3, 0.4]))
+    q = (jnp.array([0.0, 0.2]), jnp.array([0.1, -0.2]))
+    x = D.gaussian_sample(k1, jnp.broadcast_to(p[0], (200_000, 2)), p[1])
+    log_p = D.gaussian_log_prob(jnp.broadcast_to(p[0], x.shape), p[1], x)
+    log_q = D.gaussian_log_prob(jnp.broadcast_to(q[0], x.shape), q[1], x)
+    np.testing.assert_allclose(-log_p.mean(), D.gaussian_entropy(p[1]), rtol=5e-3)
+    np.testing.assert_allclose((log_p - log_q).mean(), D.gaussian_kl(*p, *q), rtol=2e-2)
+    np.testing.assert_allclose(D.gaussian_kl(*p, *p), 0.0, atol=1e-6)
+
+
+def test_gaussian_score_is_true_score_for_own_sample():
+    mean, log_std = jnp.array([0.7, -0.2]), jnp.array([-0.5, 0.3])
+    key = jax.random.PRNGKey(3)
+
+    def log_prob_of_own_sample(mean, log_std):
+        return D.gaussian_log_prob(mean, log_std, D.gaussian_sample(key, mean, log_std))
+
+    a = D.gaussian_sample(key, mean, log_std)
+    d_mean, d_log_std = jax.grad(log_prob_of_own_sample, argnums=(0, 1))(mean, log_std)
+    var = jnp.exp(2 * log_std)
+    np.testing.assert_allclose(d_mean, (a - mean) / var, rtol=1e-5)
+    np.testing.assert_allclose(d_log_std, (a - mean) ** 2 / var - 1.0, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_stable_at_tiny_std():
+    mean = jnp.array([0.3, -0.1])
+    log_std = jnp.array([-20.0, -20.0])
+    action = mean + jnp.array([1e-3, -2e-3])
+
+    def f(mean, log_std):
+        return D.gaussian_log_prob(mean, log_std, action) + D.gaussian_entropy(log_std)
+
+    value, grads = jax.value_and_grad(f, argnums=(0, 1))(mean, log_std)
+    assert np.isfinite(value)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    sample = D.gaussian_sample(jax.random.PRNGKey(0), mean, log_std)
+    assert np.all(np.isfinite(D.gaussian_log_prob(mean, log_std, sample)))
+    assert np.all(np.isfinite(D.gaussian_kl(mean, log_std, mean + 1.0, jnp.zeros(2))))
+
+
+def test_works_under_jit_and_vmap():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (5, 4, 3))
+    action = jnp.zeros((5, 4), jnp.int32)
+    eager = D.categorical_log_prob(logits, action)
+    np.testing.assert_allclose(jax.jit(D.categorical_log_prob)(logits, action), eager, rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(D.categorical_log_prob)(logits, action), eager, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: D.categorical_log_prob(jnp.zeros((4, 3)), jnp.zeros((5,), jnp.int32)), ValueError, "`action`"),
+        (lambda: D.categorical_log_prob(jnp.zeros((4, 3), jnp.int32), jnp.zeros((4,), jnp.int32)), TypeError, "`logits`"),
+        (lambda: D.categorical_log_prob(jnp.zeros((4, 3)), jnp.zeros((4,))), TypeError, "`action`"),
+        (lambda: D.categorical_entropy(jnp.zeros(())), ValueError, "`logits`"),
+        (lambda: D.gaussian_log_prob(jnp.zeros((4, 2)), jnp.zeros((3,)), jnp.zeros((4, 2))), ValueError, "`log_std`"),
+        (lambda: D.gaussian_log_prob(jnp.zeros((4, 2)), jnp.zeros((2,)), jnp.zeros((4, 3))), ValueError, "`action`"),
+        (lambda: D.gaussian_log_prob(jnp.zeros((4, 2)), jnp.zeros((2,)), jnp.zeros((4, 2), jnp.int32)), TypeError, "`action`"),
+        (lambda: D.gaussian_sample(jax.random.PRNGKey(0), jnp.zeros(()), jnp.zeros(())), ValueError, "`mean`"),
+    ],
+)
+def test_bad_input_names_the_argument(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

@@ -1,0 +1,171 @@
+"""rlpg.returns against naive Python loops over random episode boundaries."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlpg import returns as R
+
+
+@st.composite
+def windows(draw):
+    """Random [T, B] rewards with random terminations and truncations (never both at once)."""
+    T = draw(st.integers(1, 12))
+    B = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    rewards = rng.normal(size=(T, B)).astype(np.float32)
+    flags = rng.choice(3, size=(T, B), p=[0.6, 0.25, 0.15])  # 0 none, 1 terminated, 2 truncated
+    gamma = draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+    lam = draw(st.sampled_from([0.0, 0.7, 1.0]))
+    return rewards, flags == 1, flags == 2, gamma, lam, rng
+
+
+def naive_reward_to_go(rewards, dones, gamma, bootstrap):
+    T, B = rewards.shape
+    out = np.zeros((T, B))
+    for b in range(B):
+        for t in range(T):
+            g, discount = 0.0, 1.0
+            for k in range(t, T):
+                g += discount * rewards[k, b]
+                if dones[k, b]:
+                    break
+                discount *= gamma
+            else:
+                g += discount * bootstrap[b]
+            out[t, b] = g
+    return out
+
+
+def naive_total_return(rewards, dones, gamma):
+    T, B = rewards.shape
+    out = np.zeros((T, B))
+    for b in range(B):
+        start = 0
+        for t in range(T):
+            if dones[t, b] or t == T - 1:
+                g = sum(gamma ** (k - start) * rewards[k, b] for k in range(start, t + 1))
+                out[start : t + 1, b] = g
+                start = t + 1
+    return out
+
+
+def naive_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    T, B = rewards.shape
+    adv = np.zeros((T, B))
+    for b in range(B):
+        for t in range(T):
+            a, weight = 0.0, 1.0
+            for k in range(t, T):
+                delta = rewards[k, b] + gamma * (1 - terminated[k, b]) * next_values[k, b] - values[k, b]
+                a += weight * delta
+                if terminated[k, b] or truncated[k, b]:
+                    break
+                weight *= gamma * lam
+            adv[t, b] = a
+    return adv
+
+
+@given(windows())
+def test_reward_to_go_matches_naive(window):
+    rewards, term, trunc, gamma, _, rng = window
+    dones = term | trunc
+    bootstrap = rng.normal(size=rewards.shape[1]).astype(np.float32)
+    np.testing.assert_allclose(R.reward_to_go(rewards, dones, gamma), naive_reward_to_go(rewards, dones, gamma, 0 * bootstrap), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        R.reward_to_go(rewards, dones, gamma, jnp.asarray(bootstrap)),
+        naive_reward_to_go(rewards, dones, gamma, bootstrap), rtol=1e-4, atol=1e-4,
+    )
+
+
+@given(windows())
+def test_total_return_matches_naive(window):
+    rewards, term, trunc, gamma, _, _ = window
+    dones = term | trunc
+    np.testing.assert_allclose(R.total_return(rewards, dones, gamma), naive_total_return(rewards, dones, gamma), rtol=1e-4, atol=1e-4)
+
+
+@given(windows())
+def test_gae_matches_naive(window):
+    rewards, term, trunc, gamma, lam, rng = window
+    values = rng.normal(size=rewards.shape).astype(np.float32)
+    next_values = rng.normal(size=rewards.shape).astype(np.float32)
+    adv, targets = R.gae(rewards, values, next_values, term, trunc, gamma, lam)
+    expected = naive_gae(rewards, values, next_values, term, trunc, gamma, lam)
+    np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(targets, expected + values, rtol=1e-4, atol=1e-4)
+
+
+@given(windows())
+def test_gae_lambda_one_is_bootstrapped_return(window):
+    """λ = 1: A + V is the discounted return, bootstrapped at truncations and at the window's end."""
+    rewards, term, _, gamma, _, rng = window
+    T, B = rewards.shape
+    values = rng.normal(size=(T + 1, B)).astype(np.float32)
+    values, next_values = values[:-1], values[1:]  # V(s_{t+1}) as the next state's value
+    no_trunc = np.zeros_like(term)
+    _, targets = R.gae(rewards, values, next_values, term, no_trunc, gamma, 1.0)
+    expected = R.reward_to_go(rewards, term, gamma, jnp.asarray(next_values[-1]))
+    np.testing.assert_allclose(targets, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_truncation_bootstraps_termination_does_not():
+    rewards = jnp.ones((1, 2))
+    adv, _ = R.gae(rewards, jnp.zeros((1, 2)), jnp.full((1, 2), 10.0), jnp.array([[True, False]]), jnp.array([[False, True]]), 0.9, 0.95)
+    np.testing.assert_allclose(adv, [[1.0, 1.0 + 0.9 * 10.0]])
+
+
+@given(windows())
+def test_masks_match_naive(window):
+    _, term, trunc, _, _, _ = window
+    dones = np.asarray(term | trunc)
+    T, B = dones.shape
+    ends = np.array([[dones[t:, b].any() for b in range(B)] for t in range(T)])
+    starts = np.array([[t == 0 and False or dones[:t, b].any() for b in range(B)] for t in range(T)])
+    first = np.array([[not dones[:t, b].any() for b in range(B)] for t in range(T)])
+    np.testing.assert_array_equal(R.episode_ends_mask(dones), ends)
+    np.testing.assert_array_equal(R.episode_starts_mask(dones), starts)
+    np.testing.assert_array_equal(R.first_episode_mask(dones), first)
+
+
+def test_normalize_masked():
+    x = jnp.array([1.0, 2.0, 3.0, 100.0])
+    mask = jnp.array([1, 1, 1, 0])
+    z = R.normalize(x, mask)
+    np.testing.assert_allclose(z[:3], (np.array([1, 2, 3]) - 2) / np.std([1, 2, 3]), rtol=1e-5)
+    np.testing.assert_allclose(R.normalize(x).std(), 1.0, rtol=1e-5)
+
+
+def test_jit_and_vmap_agree_with_eager():
+    rewards = jax.random.normal(jax.random.PRNGKey(0), (6, 4, 3))
+    dones = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (6, 4, 3))
+    eager = R.reward_to_go(rewards, dones, 0.9)
+    np.testing.assert_allclose(jax.jit(R.reward_to_go)(rewards, dones, 0.9), eager, rtol=1e-6)
+    vmapped = jax.vmap(R.reward_to_go, in_axes=(2, 2, None), out_axes=2)(rewards, dones, 0.9)
+    np.testing.assert_allclose(vmapped, eager, rtol=1e-6)
+    gammas = jnp.array([0.5, 0.9])  # a traced discount, swept with vmap
+    swept = jax.vmap(R.reward_to_go, in_axes=(None, None, 0))(rewards, dones, gammas)
+    np.testing.assert_allclose(swept[1], eager, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: R.reward_to_go(jnp.zeros((5, 2), jnp.int32), jnp.zeros((5, 2)), 0.9), TypeError, "`rewards`"),
+        (lambda: R.reward_to_go(jnp.zeros((5, 2)), jnp.zeros((4, 2)), 0.9), ValueError, r"`rewards` \(5, 2\).*`dones` \(4, 2\)"),
+        (lambda: R.reward_to_go(jnp.zeros(()), jnp.zeros(()), 0.9), ValueError, "`rewards` must have rank"),
+        (lambda: R.reward_to_go(jnp.zeros((5,)), jnp.zeros((5,)), -0.1), ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got -0.1"),
+        (lambda: R.reward_to_go(jnp.zeros((5, 2)), jnp.zeros((5, 2)), 0.9, jnp.zeros(3)), ValueError, "`bootstrap_value`"),
+        (lambda: R.gae(*(jnp.zeros((5,)),) * 5, 0.9, 1.5), ValueError, r"`lam` must lie in \[0.0, 1.0\]; got 1.5"),
+        (lambda: R.gae(jnp.zeros((5,)), jnp.zeros((4,)), jnp.zeros((5,)), jnp.zeros((5,)), jnp.zeros((5,)), 0.9, 0.9), ValueError, "`values`"),
+        (lambda: R.total_return(jnp.zeros((5, 2)), jnp.zeros((5, 3))), ValueError, "`dones`"),
+        (lambda: R.normalize(jnp.arange(3)), TypeError, "`x`"),
+    ],
+)
+def test_bad_input_names_the_argument(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
