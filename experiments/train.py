@@ -4,7 +4,7 @@
     python -m experiments.train --env Acrobot-v1 --num-seeds 3 --out runs/acrobot
 
 Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed 3 --num-seeds 1`
-reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit.
+reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 """
 
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import experiment, rollout
+from rlpg import algos, experiment, rollout
 
 
 @dataclasses.dataclass
@@ -57,6 +57,9 @@ class Args:
     """global-norm gradient clipping"""
     hidden: tuple[int, ...] = (64, 64)
     """hidden layer widths of the policy and value MLPs"""
+    vectorize_seeds: bool = False
+    """vmap the seeds (faster on accelerators) instead of looping over them in the program
+    (the default: seed i equals the same seed run alone, bit for bit)"""
     log_every: int = 10
     """print a progress line every this many updates (0: never)"""
     eval_episodes: int = 32
@@ -107,9 +110,9 @@ def run(args: Args) -> dict:
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps -> {out}", flush=True)
 
-    # One program for all seeds: jit(vmap(train)). Compile first, so the two times are apart.
-    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates)
-    train = jax.jit(jax.vmap(module.make_train(config, progress)))
+    # One program for all seeds. Compile first, so the two times are apart.
+    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, args.vectorize_seeds)
+    train = jax.jit(algos.over_seeds(module.make_train(config, progress), args.vectorize_seeds))
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
     t0 = time.perf_counter()
     compiled = train.lower(keys).compile()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import shutil
 import threading
 import time
@@ -45,14 +44,20 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
 
 
 class ProgressPrinter:
-    """A `progress` callback for `make_train` that prints one line per logged update,
-    averaged over the `num_seeds` vmapped runs (each of which reports separately)."""
+    """A `progress` callback for `make_train`: one line per logged update.
 
-    def __init__(self, num_seeds: int, total_updates: int, print_fn: Callable[[str], None] = print):
+    With `vectorized=True` (seeds under `jax.vmap`, each reporting separately) a line comes once
+    all `num_seeds` have reported that update and shows their mean and range; otherwise the
+    seeds run one after another and each report is a line of its own, labelled with its seed.
+    """
+
+    def __init__(self, num_seeds: int, total_updates: int, vectorized: bool = False, print_fn: Callable[[str], None] = print):
         self.num_seeds = num_seeds
         self.total_updates = total_updates
+        self.vectorized = vectorized
         self.print_fn = print_fn
         self._pending: dict[int, list[dict]] = {}
+        self._seed = 0
         self._lock = threading.Lock()
         self._start = time.perf_counter()
 
@@ -60,19 +65,26 @@ class ProgressPrinter:
         row = {k: float(np.asarray(v)) for k, v in metrics.items()}
         update = int(row["update"])
         with self._lock:
-            rows = self._pending.setdefault(update, [])
-            rows.append(row)
-            if len(rows) < self.num_seeds:
-                return
-            del self._pending[update]
+            if self.vectorized:
+                rows = self._pending.setdefault(update, [])
+                rows.append(row)
+                if len(rows) < self.num_seeds:
+                    return
+                del self._pending[update]
+                who = f"{len(rows)} seeds"
+            else:
+                rows = [row]
+                who = f"seed {self._seed + 1}/{self.num_seeds}"
+                if update >= self.total_updates:
+                    self._seed += 1
         returns = np.array([r["episode_return"] for r in rows])
         finite = returns[np.isfinite(returns)]
-        spread = f"[{finite.min():.1f}, {finite.max():.1f}]" if finite.size else "[-]"
-        elapsed = time.perf_counter() - self._start
+        mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"
+        spread = f" [{finite.min():.1f}, {finite.max():.1f}]" if len(rows) > 1 and finite.size else ""
         self.print_fn(
-            f"update {update:>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
-            f"return {np.nanmean(returns) if finite.size else math.nan:8.2f} {spread} over {len(rows)} seeds  "
-            f"entropy {np.mean([r['entropy'] for r in rows]):.3f}  {elapsed:6.1f}s"
+            f"{who}  update {update:>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
+            f"return {mean}{spread}  entropy {np.mean([r['entropy'] for r in rows]):.3f}  "
+            f"{time.perf_counter() - self._start:6.1f}s"
         )
 
 

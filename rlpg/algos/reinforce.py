@@ -15,6 +15,8 @@ Weights ŵ_t, by config:
   the window.
 - baseline: "none", "mean" (the batch mean of the returns), or "value" (a learned V_w(s_t)).
 - normalize: standardize ŵ over the batch.
+Rewards are multiplied by `reward_scale` before any return is formed (a value baseline fits
+returns of order one more easily); reported episode returns stay in the env's units.
 
 `train(key, hparams)` is pure: `jax.jit(jax.vmap(train))(keys)` runs many seeds, and the numeric
 fields of the config (lr, gamma, value_coef, ent_coef, max_grad_norm) may be overridden by a
@@ -36,7 +38,7 @@ from rlpg._checks import check_in_interval, check_positive
 
 RETURNS = ("reward_to_go", "total")
 BASELINES = ("none", "mean", "value")
-NUMERIC_FIELDS = ("lr", "gamma", "value_coef", "ent_coef", "max_grad_norm")
+NUMERIC_FIELDS = ("lr", "gamma", "value_coef", "ent_coef", "max_grad_norm", "reward_scale")
 
 
 @struct.dataclass
@@ -58,6 +60,7 @@ class Config:
     value_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float = 0.5
+    reward_scale: float = 1.0  # rewards are multiplied by this before returns (metrics stay unscaled)
 
     @property
     def steps_per_update(self) -> int:
@@ -91,6 +94,7 @@ class Config:
         check_in_interval("value_coef", self.value_coef, 0.0, float("inf"))
         check_in_interval("ent_coef", self.ent_coef, 0.0, float("inf"))
         check_positive("max_grad_norm", self.max_grad_norm)
+        check_positive("reward_scale", self.reward_scale)
         rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
         return self
 
@@ -106,20 +110,19 @@ class TrainState:
     update: jax.Array  # [] int32, updates done so far
 
 
-def _weights_and_masks(config: Config, traj: rollout.Trajectory, values, next_values, gamma):
+def _weights_and_masks(config: Config, traj: rollout.Trajectory, values, next_values, gamma, reward_scale):
     """(weights ŵ, value targets, mask) [T, B] for the configured variant."""
     done = traj.done
+    reward = traj.reward * reward_scale
     if config.returns == "reward_to_go" and config.baseline == "value":
-        advantages, targets = returns.gae(
-            traj.reward, values, next_values, traj.terminated, traj.truncated, gamma, 1.0
-        )
+        advantages, targets = returns.gae(reward, values, next_values, traj.terminated, traj.truncated, gamma, 1.0)
         mask = jnp.ones_like(traj.reward)
         return estimators.reinforce_weights(advantages, None, config.normalize, mask), targets, mask
     if config.returns == "reward_to_go":
-        g = returns.reward_to_go(traj.reward, done, gamma)
+        g = returns.reward_to_go(reward, done, gamma)
         mask = returns.episode_ends_mask(done)
     else:
-        g = returns.total_return(traj.reward, done, gamma)
+        g = returns.total_return(reward, done, gamma)
         mask = returns.episode_ends_mask(done) * returns.episode_starts_mask(done)
     baseline = {
         "none": None,
@@ -133,7 +136,8 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
     """Build `train(key, hparams=None) -> (TrainState, metrics)`.
 
     `metrics` holds one entry per update (arrays [num_updates]): env_steps, episode_return,
-    episode_length, episodes, loss, policy_loss, value_loss, entropy, grad_norm.
+    episode_length, episodes, loss, policy_loss, value_loss, entropy, grad_norm (of the
+    policy's gradient, before clipping).
     With `config.log_every = K > 0`, every K updates `progress(metrics_of_that_update)` is called
     from inside the compiled program (default: print a line); under vmap it is called once per
     batch element.
@@ -152,7 +156,9 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
         if unknown:
             raise ValueError(f"`hparams` may override only {NUMERIC_FIELDS}; got {sorted(unknown)}.")
         cfg = config.replace(**hparams)
-        optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+        # Policy and value are clipped apart: a large value loss must not shrink the policy step.
+        tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+        optimizer = optax.multi_transform({"policy": tx, "value": tx}, lambda p: {k: k for k in p})
 
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key)}
@@ -176,7 +182,7 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
             else:
                 values = next_values = jnp.zeros_like(traj.reward)
             weights, targets, mask = _weights_and_masks(
-                config, traj, jax.lax.stop_gradient(values), jax.lax.stop_gradient(next_values), cfg.gamma
+                config, traj, jax.lax.stop_gradient(values), jax.lax.stop_gradient(next_values), cfg.gamma, cfg.reward_scale
             )
             policy_loss = estimators.reinforce_loss(log_prob, weights, mask)
             v_loss = estimators.value_loss(values, targets, mask) if use_value else jnp.zeros(())
@@ -199,7 +205,7 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
                 **rollout.episode_stats(traj),
                 "loss": loss,
                 **aux,
-                "grad_norm": optax.global_norm(grads),
+                "grad_norm": optax.global_norm(grads["policy"]),
             }
             if config.log_every:
                 jax.lax.cond(

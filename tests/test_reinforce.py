@@ -1,0 +1,158 @@
+"""REINFORCE on gymnax: learning over several seeds, vmap consistency, sweeps, progress, config errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlpg import algos, rollout
+from rlpg.algos import reinforce
+
+
+def final_eval(config, params, num_seeds, episodes=16):
+    env, env_params = rollout.make_env(config.env_id)
+    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
+    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, policy, p, env, env_params, episodes, greedy=True)))
+    keys = jax.random.split(jax.random.PRNGKey(1234), num_seeds)
+    return np.asarray(evaluate(keys, params["policy"])).mean(axis=1)
+
+
+def seeds(n):
+    return jax.vmap(jax.random.PRNGKey)(jnp.arange(n))
+
+
+def test_cartpole_solved_over_five_seeds():
+    """Reward-to-go + learned baseline: median final greedy return >= 475 within 500k steps per seed."""
+    config = reinforce.Config()  # the default run of experiments.train
+    assert config.num_updates * config.steps_per_update <= 500_000
+    state, metrics = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(5))
+    returns = final_eval(config, state.params, 5)
+    print("CartPole-v1 final greedy returns per seed:", returns)
+    assert np.median(returns) >= 475
+    assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+
+
+def test_acrobot_reaches_minus_120():
+    config = reinforce.Config(env_id="Acrobot-v1")
+    state, _ = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(3))
+    returns = final_eval(config, state.params, 3)
+    print("Acrobot-v1 final greedy returns per seed:", returns)
+    assert np.median(returns) >= -120
+
+
+def test_pendulum_gaussian_improves_over_random():
+    config = reinforce.Config(env_id="Pendulum-v1", **PENDULUM)
+    train = jax.jit(jax.vmap(reinforce.make_train(config)))
+    state, metrics = train(seeds(3))
+    env, env_params = rollout.make_env(config.env_id)
+    policy = rollout.make_policy(env, env_params, config.hidden)
+    init_params = jax.vmap(lambda k: {"policy": policy.init(jax.random.split(k, 4)[0])})(seeds(3))
+    before = final_eval(config, init_params, 3)
+    after = final_eval(config, state.params, 3)
+    print(f"Pendulum-v1 greedy return: initial {before}, trained {after}")
+    assert np.all(after > before) and np.median(after) > np.median(before) + 400
+
+
+PENDULUM = dict(num_envs=8, num_steps=100, total_timesteps=1_000_000, lr=3e-3, gamma=0.95, reward_scale=0.1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    config = reinforce.Config(num_envs=4, num_steps=64, total_timesteps=4 * 64 * 6, hidden=(16,))
+    return config, reinforce.make_train(config)
+
+
+def test_seed_alone_equals_seed_in_a_batch_bit_for_bit(small):
+    _, train = small
+    keys = seeds(3)
+    batch_state, batch_metrics = jax.jit(algos.over_seeds(train))(keys)
+    for i in range(3):
+        alone_state, alone_metrics = jax.jit(train)(keys[i])
+        for name in batch_metrics:
+            np.testing.assert_array_equal(batch_metrics[name][i], alone_metrics[name], err_msg=name)
+        jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[i], a), batch_state.params, alone_state.params)
+
+
+def test_vmapped_seeds_agree_with_lone_runs_to_rounding(small):
+    _, train = small
+    keys = seeds(3)
+    _, batch_metrics = jax.jit(algos.over_seeds(train, vectorize=True))(keys)
+    _, alone_metrics = jax.jit(train)(keys[2])
+    for name in ("episode_return", "loss", "entropy", "grad_norm"):
+        np.testing.assert_allclose(batch_metrics[name][2], alone_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_same_key_same_numbers_across_calls(small):
+    _, train = small
+    first = jax.jit(train)(jax.random.PRNGKey(7))
+    second = jax.jit(train)(jax.random.PRNGKey(7))
+    jax.tree.map(np.testing.assert_array_equal, first, second)
+
+
+def test_hyperparameter_sweep_in_one_program_equals_separate_runs(small):
+    config, train = small
+    lrs = jnp.array([1e-3, 1e-2])
+    keys = jnp.stack([jax.random.PRNGKey(0)] * 2)
+    swept_state, swept = jax.jit(algos.over_seeds(train))(keys, {"lr": lrs, "gamma": jnp.array([0.9, 0.99])})
+    for i, (lr, gamma) in enumerate([(1e-3, 0.9), (1e-2, 0.99)]):
+        _, single = jax.jit(train)(keys[i], {"lr": jnp.float32(lr), "gamma": jnp.float32(gamma)})
+        np.testing.assert_array_equal(swept["loss"][i], single["loss"])
+    assert not np.allclose(swept["loss"][0], swept["loss"][1])
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(returns="reward_to_go", baseline="none", normalize=False),
+        dict(returns="reward_to_go", baseline="mean", normalize=True),
+        dict(returns="total", baseline="none", normalize=False),
+        dict(returns="total", baseline="value", normalize=True, ent_coef=0.01),
+    ],
+    ids=["rtg", "rtg-mean-norm", "total", "total-value-norm-ent"],
+)
+def test_textbook_variants_learn(variant):
+    config = reinforce.Config(num_envs=8, num_steps=200, total_timesteps=8 * 200 * 40, lr=1e-2, **variant)
+    _, metrics = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(2))
+    returns = np.asarray(metrics["episode_return"])
+    first, last = np.nanmean(returns[:, :3]), np.nanmean(returns[:, -5:])
+    print(variant, f"{first:.1f} -> {last:.1f}")
+    assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+    assert last > 1.5 * first  # a random policy balances ~22 steps
+
+
+def test_progress_callback_under_vmap_and_scan():
+    config = reinforce.Config(num_envs=2, num_steps=16, total_timesteps=2 * 16 * 6, hidden=(8,), log_every=2)
+    calls = []
+    train = reinforce.make_train(config, progress=lambda m: calls.append({k: np.asarray(v) for k, v in m.items()}))
+    _, metrics = jax.block_until_ready(jax.jit(jax.vmap(train))(seeds(3)))
+    jax.effects_barrier()
+    assert sorted(int(c["update"]) for c in calls) == [2, 2, 2, 4, 4, 4, 6, 6, 6]
+    reported = sorted(float(c["env_steps"]) for c in calls)
+    assert reported == sorted([64.0, 128.0, 192.0] * 3)
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        (dict(num_envs=0), "`num_envs` must be a positive integer"),
+        (dict(num_steps=-5), "`num_steps`"),
+        (dict(total_timesteps=100, num_envs=8, num_steps=500), "`total_timesteps` \\(100\\)"),
+        (dict(lr=0.0), "`lr` must be > 0"),
+        (dict(gamma=1.5), "`gamma` must lie in"),
+        (dict(returns="discounted"), "`returns` must be one of"),
+        (dict(baseline="critic"), "`baseline` must be one of"),
+        (dict(env_id="Cartpole-v1"), "Did you mean CartPole-v1"),
+        (dict(hidden=()), "`hidden`"),
+        (dict(max_grad_norm=-1.0), "`max_grad_norm`"),
+        (dict(ent_coef=-0.1), "`ent_coef`"),
+    ],
+)
+def test_bad_config_names_the_field(fields, words):
+    with pytest.raises(ValueError, match=words):
+        reinforce.make_train(reinforce.Config(**fields))
+
+
+def test_unknown_hparam_is_refused(small):
+    _, train = small
+    with pytest.raises(ValueError, match="`hparams` may override only"):
+        train(jax.random.PRNGKey(0), {"num_envs": 3})

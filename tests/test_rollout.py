@@ -1,0 +1,107 @@
+"""Rollouts in gymnax: shapes, the carried state, episode statistics, clipping, evaluation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlpg import distributions as D
+from rlpg import rollout
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    env, params = rollout.make_env("CartPole-v1")
+    policy = rollout.make_policy(env, params, hidden=(16,))
+    theta = policy.init(jax.random.PRNGKey(0))
+    batch = rollout.reset(jax.random.PRNGKey(1), env, params, 4)
+    run = jax.jit(lambda key, batch: rollout.rollout(key, policy, theta, env, params, batch, 64))
+    final, traj = run(jax.random.PRNGKey(2), batch)
+    return env, params, policy, theta, batch, final, traj, run
+
+
+def test_trajectory_shapes_and_types(cartpole):
+    *_, traj, _ = cartpole
+    assert traj.obs.shape == (64, 4, 4) and traj.next_obs.shape == (64, 4, 4)
+    assert traj.action.shape == (64, 4) and traj.action.dtype == jnp.int32
+    for name in ("reward", "log_prob", "episode_return"):
+        assert getattr(traj, name).shape == (64, 4) and getattr(traj, name).dtype == jnp.float32
+    assert traj.terminated.dtype == jnp.bool_ and traj.truncated.dtype == jnp.bool_
+    assert traj.done.sum() > 0  # a random CartPole policy falls within 64 steps
+
+
+def test_next_obs_is_the_true_next_state(cartpole):
+    *_, traj, _ = cartpole
+    not_done = ~np.asarray(traj.done[:-1])
+    np.testing.assert_array_equal(np.asarray(traj.next_obs[:-1])[not_done], np.asarray(traj.obs[1:])[not_done])
+    # on done steps the next obs is the pre-reset final one, not the reset obs that follows
+    done = np.asarray(traj.done[:-1])
+    assert np.all(np.any(np.asarray(traj.next_obs[:-1])[done] != np.asarray(traj.obs[1:])[done], axis=-1))
+
+
+def test_log_probs_are_those_of_the_acting_policy(cartpole):
+    _, _, policy, theta, *_, traj, _ = cartpole
+    np.testing.assert_allclose(D.categorical_log_prob(policy.apply(theta, traj.obs), traj.action), traj.log_prob, rtol=1e-5)
+
+
+def test_episode_statistics_match_a_naive_count(cartpole):
+    _, _, _, _, batch, final, traj, run = cartpole
+    reward, done = np.asarray(traj.reward), np.asarray(traj.done)
+    for b in range(4):
+        running = 0.0
+        length = 0
+        for t in range(64):
+            running += reward[t, b]
+            length += 1
+            if done[t, b]:
+                assert traj.episode_return[t, b] == running and traj.episode_length[t, b] == length
+                running, length = 0.0, 0
+            else:
+                assert traj.episode_return[t, b] == 0
+        assert final.episode_return[b] == running and final.episode_length[b] == length
+    stats = rollout.episode_stats(traj)
+    np.testing.assert_allclose(stats["episode_return"], traj.episode_return.sum() / done.sum(), rtol=1e-6)
+    # the carried state continues: the next window starts from `final`
+    _, traj2 = run(jax.random.PRNGKey(3), final)
+    np.testing.assert_array_equal(traj2.obs[0], final.obs)
+
+
+def test_continuous_actions_clipped_for_the_env_but_not_for_log_probs():
+    env, params = rollout.make_env("Pendulum-v1")
+    policy = rollout.make_policy(env, params, hidden=(8,))
+    theta = policy.init(jax.random.PRNGKey(0))
+    theta = jax.tree.map(lambda x: x, theta)
+    theta["params"]["log_std"] = jnp.full((1,), 2.0)  # σ ≈ 7.4: most samples fall outside [-2, 2]
+    batch = rollout.reset(jax.random.PRNGKey(1), env, params, 3)
+    _, traj = rollout.rollout(jax.random.PRNGKey(2), policy, theta, env, params, batch, 20)
+    assert traj.action.shape == (20, 3, 1)
+    assert np.abs(np.asarray(traj.action)).max() > 2.0
+    mean, log_std = policy.apply(theta, traj.obs)
+    np.testing.assert_allclose(D.gaussian_log_prob(mean, jnp.broadcast_to(log_std, mean.shape), traj.action), traj.log_prob, rtol=1e-5)
+    # Pendulum's cost is at most π² + 0.1·8² + 0.001·2² with clipped torques
+    assert np.asarray(traj.reward).min() >= -(np.pi**2 + 0.1 * 64 + 0.001 * 4) - 1e-4
+
+
+def test_evaluate_matches_a_naive_episode_loop():
+    env, params = rollout.make_env("CartPole-v1")
+    policy = rollout.make_policy(env, params, hidden=(8,))
+    theta = policy.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(5)
+    returns = jax.jit(lambda k: rollout.evaluate(k, policy, theta, env, params, 3, greedy=True))(key)
+    # naive: same resets, step each env with its greedy action until it ends (CartPole is deterministic)
+    reset_key, _ = jax.random.split(key)
+    batch = rollout.reset(reset_key, env, params, 3)
+    for b in range(3):
+        state = jax.tree.map(lambda x: x[b], batch.env_state)
+        obs, total, done = batch.obs[b], 0.0, False
+        while not done:
+            action = int(jnp.argmax(policy.apply(theta, obs)))
+            obs, state, reward, term, trunc, _ = env.step(jax.random.PRNGKey(0), state, action, params)
+            total += float(reward)
+            done = bool(term | trunc)
+        assert returns[b] == total
+
+
+def test_unknown_env_suggests_close_names():
+    with pytest.raises(ValueError, match="CartPole-v1"):
+        rollout.make_env("CartPole-v2")
