@@ -1,0 +1,347 @@
+"""Exact J(θ) and ∇J(θ) for tabular MDPs by linear algebra: the ground truth for estimators.
+
+A `TabularMDP` holds `transitions` P [S, A, S'] with P[s, a, s'] = Pr(s' | s, a), `rewards`
+r [S, A] (the expected reward of taking a in s), the start distribution `initial` μ [S] and
+the discount `gamma` γ. A tabular softmax policy is given by its `logits` [S, A]:
+π(a|s) = softmax(logits[s])_a; a linear one by θ [F] and features φ [S, A, F] (logits = φθ,
+so states with equal features share parameters, as in an aliased gridworld).
+
+Under π the chain has P_π[s, s'] = Σ_a π(a|s) P[s, a, s'] and r_π[s] = Σ_a π(a|s) r[s, a].
+The discounted objective is J(θ) = μᵀ V^π with V^π = (I − γ P_π)^{-1} r_π (needs γ < 1);
+the finite-horizon one sums H undiscounted rewards. Every function is pure and jit-able
+(`mdp` is a pytree whose fields, γ included, may be traced or vmapped); the finite-horizon
+`horizon` is a static Python int.
+
+`tabular_mdp` is the checked constructor: shapes, probabilities and γ are validated there.
+The functions below re-check shapes at trace time and γ < 1 when γ is a concrete number.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlpg._checks import _concrete, check_floating, check_in_interval, check_rank, check_shape
+from rlpg.policies import linear_softmax_logits
+
+
+@flax.struct.dataclass
+class TabularMDP:
+    """A finite MDP (S states, A actions). Build it with `tabular_mdp` to have it checked.
+
+    Attributes:
+      transitions: [S, A, S'] Pr(s' | s, a); each row [s, a, :] sums to 1.
+      rewards: [S, A] expected reward r(s, a).
+      initial: [S] start distribution μ; sums to 1.
+      gamma: [] discount γ; γ < 1 for the discounted functions (any value in [0, 1] is
+        stored; the finite-horizon functions ignore it).
+    """
+
+    transitions: jax.Array
+    rewards: jax.Array
+    initial: jax.Array
+    gamma: jax.Array
+
+    @property
+    def num_states(self) -> int:
+        return jnp.shape(self.rewards)[0]
+
+    @property
+    def num_actions(self) -> int:
+        return jnp.shape(self.rewards)[1]
+
+    def validate(self, discounted: bool = True) -> "TabularMDP":
+        """Checks shapes, dtypes and (on concrete values) probabilities and γ; returns self.
+
+        Raises ValueError naming the argument with the expected and the actual shape or value:
+        transitions [S, A, S] non-negative with rows summing to 1, rewards [S, A] finite,
+        initial [S] a distribution, gamma a scalar in [0, 1) (or [0, 1] if not `discounted`).
+        Values that are traced (inside jit or vmap) are the caller's to validate.
+        """
+        _check_mdp_shapes(self)
+        _check_distribution("transitions", self.transitions)
+        _check_distribution("initial", self.initial)
+        rewards = _concrete(self.rewards)
+        if rewards is not None and not np.all(np.isfinite(rewards)):
+            raise ValueError("`rewards` must be finite; got non-finite entries.")
+        check_in_interval("gamma", self.gamma, 0.0, 1.0)
+        if discounted:
+            _check_discount(self.gamma)
+        return self
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_mdp_shapes(mdp: TabularMDP) -> None:
+    """Shapes and dtypes only (static, so they run at trace time)."""
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(f"`mdp` must be a TabularMDP; got {type(mdp).__name__}.")
+    check_rank("transitions", mdp.transitions, 3, "[S, A, S']")
+    check_floating("transitions", mdp.transitions)
+    S, A = jnp.shape(mdp.transitions)[:2]
+    check_shape("transitions", mdp.transitions, (S, A, S), "[S, A, S'] with S' = S")
+    check_shape("rewards", mdp.rewards, (S, A), "[S, A] as in transitions")
+    check_floating("rewards", mdp.rewards)
+    check_shape("initial", mdp.initial, (S,), "[S] as in transitions")
+    check_floating("initial", mdp.initial)
+    check_rank("gamma", mdp.gamma, 0, "(a scalar)")
+
+
+def _check_distribution(name: str, p) -> None:
+    """Concrete `p` [..., N]: entries >= 0 and sums over the last axis equal to 1 (± 1e-5)."""
+    value = _concrete(p)
+    if value is None:
+        return
+    value = value.astype(np.float64)
+    if not np.all(np.isfinite(value)) or np.any(value < -1e-6):
+        raise ValueError(f"`{name}` must be non-negative and finite; got min {np.min(value):.6g}.")
+    sums = value.sum(axis=-1)
+    err = np.abs(sums - 1.0)
+    if np.any(err > 1e-5):
+        if sums.ndim == 0:
+            raise ValueError(f"`{name}` must sum to 1; got {float(sums):.6g}.")
+        worst = np.unravel_index(np.argmax(err), err.shape)
+        index = ", ".join([*map(str, worst), ":"])
+        raise ValueError(
+            f"`{name}` must sum to 1 over its last axis; got {name}[{index}] summing to "
+            f"{sums[worst]:.6g} (sums lie in [{sums.min():.6g}, {sums.max():.6g}])."
+        )
+
+
+def _check_discount(gamma) -> None:
+    """γ < 1 (when concrete): the discounted value (I − γ P_π)^{-1} r_π needs it."""
+    value = _concrete(gamma)
+    if value is not None and not (np.all(np.isfinite(value)) and np.all(value >= 0) and np.all(value < 1)):
+        raise ValueError(
+            f"`gamma` must lie in [0, 1) for the discounted objective; got {value.tolist()} "
+            "(use the finite_horizon_* functions for undiscounted returns)."
+        )
+
+
+def _check_logits(mdp: TabularMDP, logits) -> None:
+    _check_mdp_shapes(mdp)
+    check_rank("logits", logits, 2, "[S, A]")
+    check_floating("logits", logits)
+    check_shape("logits", logits, jnp.shape(mdp.rewards), "[S, A] of the MDP")
+
+
+def _check_features(mdp: TabularMDP, theta, phi) -> None:
+    _check_mdp_shapes(mdp)
+    check_rank("phi", phi, 3, "[S, A, F]")
+    check_floating("phi", phi)
+    S, A = jnp.shape(mdp.rewards)
+    check_shape("phi", phi, (S, A, jnp.shape(phi)[-1]), "[S, A, F] with the MDP's S and A")
+    check_rank("theta", theta, 1, "[F]")
+    check_floating("theta", theta)
+
+
+def _check_horizon(horizon) -> int:
+    try:
+        h = operator.index(horizon)
+    except TypeError:
+        raise ValueError(
+            f"`horizon` must be a static Python int >= 0; got {horizon!r} "
+            "(under jax.jit mark it static: static_argnames='horizon')."
+        ) from None
+    if h < 0:
+        raise ValueError(f"`horizon` must be >= 0; got {h}.")
+    return h
+
+
+# ----------------------------------------------------------------------------- construction
+
+
+def tabular_mdp(transitions, rewards, initial, gamma=0.9, discounted: bool = True) -> TabularMDP:
+    """A checked `TabularMDP`; arrays are cast to one floating dtype.
+
+    Args:
+      transitions: [S, A, S] Pr(s' | s, a), non-negative, each [s, a, :] summing to 1.
+      rewards: [S, A] expected rewards.
+      initial: [S] start distribution, summing to 1.
+      gamma: scalar discount, in [0, 1) if `discounted` (else [0, 1]).
+      discounted: False for an MDP meant only for the finite-horizon functions (allows γ = 1).
+    Returns:
+      The MDP. Raises ValueError naming the argument on a bad shape or value.
+    """
+    arrays = [jnp.asarray(x) for x in (transitions, rewards, initial)]
+    dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.zeros(()).dtype  # the default float: float32, or float64 under x64
+    transitions, rewards, initial = (x.astype(dtype) for x in arrays)
+    mdp = TabularMDP(transitions, rewards, initial, jnp.asarray(gamma, dtype))
+    return mdp.validate(discounted=discounted)
+
+
+def random_mdp(key: jax.Array, num_states: int, num_actions: int, gamma: float | jax.Array = 0.9) -> TabularMDP:
+    """A random MDP: uniform (Dirichlet(1, …, 1)) transition rows and start distribution, N(0, 1) rewards.
+
+    A Dirichlet(1, …, 1) draw is a vector of i.i.d. Exponential(1) draws over its sum; that
+    form compiles far faster than `jax.random.dirichlet`'s gamma sampler.
+
+    Args:
+      key: PRNG key. num_states S, num_actions A: static ints. gamma: scalar discount.
+    Returns:
+      TabularMDP with transitions [S, A, S], rewards [S, A], initial [S] in the default float
+      dtype. Jit-able and vmap-able over `key` (with S and A static).
+    """
+    k_p, k_r, k_mu = jax.random.split(key, 3)
+
+    def uniform_simplex(k, shape):
+        e = jax.random.exponential(k, shape)
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+
+    transitions = uniform_simplex(k_p, (num_states, num_actions, num_states))
+    rewards = jax.random.normal(k_r, (num_states, num_actions))
+    initial = uniform_simplex(k_mu, (num_states,))
+    return tabular_mdp(transitions, rewards, initial, gamma)
+
+
+# ----------------------------------------------------------------------------- the chain under π
+
+
+def policy_probs(logits: jax.Array) -> jax.Array:
+    """π(a|s) = exp(logits[s, a]) / Σ_b exp(logits[s, b]). logits [S, A] (or [..., A]) -> same shape."""
+    check_rank("logits", logits, (1, 2), "[S, A] or [A]")
+    check_floating("logits", logits)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _markov_chain(mdp: TabularMDP, logits: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(π [S, A], P_π [S, S] = Σ_a π(a|s) P[s, a, s'], r_π [S] = Σ_a π(a|s) r(s, a))."""
+    pi = policy_probs(logits)
+    p_pi = jnp.einsum("sa,sat->st", pi, mdp.transitions)
+    r_pi = jnp.sum(pi * mdp.rewards, axis=-1)
+    return pi, p_pi, r_pi
+
+
+def _resolvent_matrix(mdp: TabularMDP, p_pi: jax.Array) -> jax.Array:
+    """I − γ P_π [S, S]."""
+    return jnp.eye(mdp.num_states, dtype=p_pi.dtype) - mdp.gamma * p_pi
+
+
+# ----------------------------------------------------------------------------- discounted
+
+
+def value_function(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """V^π [S], the solution of the Bellman equation V = r_π + γ P_π V.
+
+    V^π = (I − γ P_π)^{-1} r_π by `jnp.linalg.solve` (differentiable in logits and in the MDP).
+
+    Args:
+      mdp: TabularMDP with γ < 1. logits: [S, A] softmax policy parameters.
+    Returns:
+      [S] state values.
+    """
+    _check_logits(mdp, logits)
+    _check_discount(mdp.gamma)
+    _, p_pi, r_pi = _markov_chain(mdp, logits)
+    return jnp.linalg.solve(_resolvent_matrix(mdp, p_pi), r_pi)
+
+
+def q_function(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """Q^π(s, a) = r(s, a) + γ Σ_s' P(s'|s, a) V^π(s'). mdp, logits [S, A] -> [S, A]."""
+    v = value_function(mdp, logits)
+    return mdp.rewards + mdp.gamma * jnp.einsum("sat,t->sa", mdp.transitions, v)
+
+
+def discounted_state_distribution(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """d^π(s) = (1 − γ) Σ_t γ^t Pr(s_t = s | s_0 ~ μ, π), i.e. d^πᵀ = (1 − γ) μᵀ (I − γ P_π)^{-1}.
+
+    Normalization: the factor (1 − γ) makes d^π a probability distribution, Σ_s d^π(s) = 1
+    (since P_π 1 = 1 gives (I − γ P_π)^{-1} 1 = 1/(1 − γ)); no further renormalization is
+    applied, so the sum is 1 up to round-off. The unnormalized discounted visitation
+    μᵀ (I − γ P_π)^{-1} is d^π / (1 − γ).
+
+    Args:
+      mdp: TabularMDP with γ < 1. logits: [S, A].
+    Returns:
+      [S] state distribution.
+    """
+    _check_logits(mdp, logits)
+    _check_discount(mdp.gamma)
+    _, p_pi, _ = _markov_chain(mdp, logits)
+    visits = jnp.linalg.solve(_resolvent_matrix(mdp, p_pi).T, mdp.initial)
+    return (1.0 - mdp.gamma) * visits
+
+
+def expected_return(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """J(θ) = E[Σ_t γ^t r_t] = μᵀ V^π, the discounted return from s_0 ~ μ. -> [] scalar."""
+    return mdp.initial @ value_function(mdp, logits)
+
+
+def policy_gradient(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """∇_logits J(θ) by `jax.grad` through the linear solve. mdp, logits [S, A] -> [S, A]."""
+    return jax.grad(expected_return, argnums=1)(mdp, logits)
+
+
+def policy_gradient_theorem(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
+    """∇_logits J(θ) from the policy gradient theorem, for the tabular softmax policy.
+
+    ∇J = 1/(1 − γ) Σ_s d^π(s) Σ_a ∇π(a|s) Q^π(s, a), and with ∂π(a|s)/∂logits[s, b] =
+    π(a|s)(1[a = b] − π(b|s)) this is
+
+      ∂J/∂logits[s, a] = d^π(s)/(1 − γ) · π(a|s) (Q^π(s, a) − V^π(s)).
+
+    Args:
+      mdp: TabularMDP with γ < 1. logits: [S, A].
+    Returns:
+      [S, A] gradient (equal to `policy_gradient` up to round-off).
+    """
+    d = discounted_state_distribution(mdp, logits)
+    q = q_function(mdp, logits)
+    pi = policy_probs(logits)
+    v = jnp.sum(pi * q, axis=-1)  # V^π(s) = Σ_a π(a|s) Q^π(s, a)
+    return (d / (1.0 - mdp.gamma))[:, None] * pi * (q - v[:, None])
+
+
+# ----------------------------------------------------------------------------- linear features
+
+
+def features_expected_return(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) -> jax.Array:
+    """J(θ) = μᵀ V^π for the linear softmax policy π(a|s) ∝ exp(φ(s, a)ᵀ θ).
+
+    logits = φ θ, so states with the same features φ(s, ·) share parameters (aliasing).
+
+    Args:
+      mdp: TabularMDP with γ < 1. theta: [F]. phi: [S, A, F].
+    Returns:
+      [] scalar.
+    """
+    _check_features(mdp, theta, phi)
+    return expected_return(mdp, linear_softmax_logits(theta, phi))
+
+
+def features_policy_gradient(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) -> jax.Array:
+    """∇_θ J(θ) = Σ_{s,a} φ(s, a) ∂J/∂logits[s, a], by `jax.grad`. theta [F], phi [S, A, F] -> [F]."""
+    return jax.grad(features_expected_return, argnums=1)(mdp, theta, phi)
+
+
+# ----------------------------------------------------------------------------- finite horizon
+
+
+def finite_horizon_expected_return(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
+    """J_H(θ) = E[Σ_{t<H} r_t] = μᵀ V_0, undiscounted over H steps (`mdp.gamma` is ignored).
+
+    Backward induction with a stationary policy: V_H = 0, V_t = r_π + P_π V_{t+1}
+    (`jax.lax.fori_loop` over a static trip count, so reverse-mode differentiable).
+
+    Args:
+      mdp: TabularMDP. logits: [S, A]. horizon: H, a static Python int >= 0.
+    Returns:
+      [] scalar (0 for H = 0).
+    """
+    _check_logits(mdp, logits)
+    horizon = _check_horizon(horizon)
+    _, p_pi, r_pi = _markov_chain(mdp, logits)
+    v_0 = jax.lax.fori_loop(0, horizon, lambda _, v: r_pi + p_pi @ v, jnp.zeros_like(r_pi))
+    return mdp.initial @ v_0
+
+
+def finite_horizon_policy_gradient(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
+    """∇_logits J_H(θ) by `jax.grad` through the backward induction. -> [S, A]."""
+    return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, logits, horizon)
