@@ -10,9 +10,9 @@ import os
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
-from rlpg import algos, distributions, estimators, exact, policies, returns, rollout  # noqa: E402
+from rlpg import algos, distributions, envs, estimators, exact, policies, returns, rollout  # noqa: E402
 from rlpg.experiment import load_policy  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["load_policy", "algos", "distributions", "estimators", "exact", "policies", "returns", "rollout"]
+__all__ = ["load_policy", "algos", "distributions", "envs", "estimators", "exact", "policies", "returns", "rollout"]
