@@ -1,0 +1,266 @@
+"""The estimator lab: score-function gradient estimates of a tabular softmax policy, measured
+against the exact finite-horizon gradient (bias, variance, RMSE, cosine) as the batch grows.
+
+A finite world (`rlpg.envs.FiniteEnv`: random tabular MDP, bandit, cliff walking) is rolled
+out for H = `params.max_steps_in_episode` steps from a reset, so each environment's first
+episode is a whole episode (`returns.first_episode_mask`); the exact objective of those
+episodes is `exact.finite_horizon_expected_return(env.tabular_mdp(), logits, H)`.
+
+The policy is tabular: π(a|s) = softmax(logits[s]) with logits [S, A]. The lab swaps the
+env's observations for one-hot state indicators (`tabular_params`), so an observation o_t is
+onehot(s_t) and ∇_logits log π(a_t|s_t) = o_t ⊗ (onehot(a_t) − π(·|s_t)). The estimate of one
+batch of m episodes is the textbook
+
+    ĝ = 1/m Σ_i Σ_t w_{t,i} ∇_logits log π(a_{t,i}|s_{t,i})       (sum over t, mean over i)
+
+— one einsum (`tabular_estimate`), no autodiff — for the weights w of each `VARIANTS` entry.
+Axes: T (= H) time, N batches, M episodes per batch, S states, A actions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlpg import distributions, exact, returns
+from rlpg._checks import check_floating, check_rank, check_same_shape, check_shape
+from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
+from rlpg.policies import Policy
+from rlpg.rollout import Trajectory, reset, rollout
+
+VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "normalized")
+"""Weights w_t: R(τ); G_t; G_t − J (the exact objective, a constant); G_t − V_t(s_t) (the exact
+time-indexed value); G_t standardized over the batch's steps (biased)."""
+
+UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline")
+
+
+# ----------------------------------------------------------------------------- exact values
+
+
+def finite_horizon_values(mdp: exact.TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
+    """V_t(s) = E[Σ_{k=t}^{H−1} r_k | s_t = s], the value with H − t steps left, for t = 0..H.
+
+    Backward recursion V_H = 0, V_t = r_π + P_π V_{t+1} (undiscounted; `mdp.gamma` ignored), so
+    `mdp.initial @ V[0]` is `exact.finite_horizon_expected_return(mdp, logits, horizon)`.
+
+    Args:
+      mdp: TabularMDP. logits: [S, A] softmax policy. horizon: H, a static Python int >= 0.
+    Returns:
+      [H + 1, S] values (row H is 0).
+    """
+    exact._check_logits(mdp, logits)
+    horizon = exact._check_horizon(horizon)
+    _, p_pi, r_pi = exact._markov_chain(mdp, logits)
+
+    def step(v_next, _):
+        v = r_pi + p_pi @ v_next
+        return v, v
+
+    v_H = jnp.zeros_like(r_pi)
+    _, vs = jax.lax.scan(step, v_H, None, length=horizon, reverse=True)
+    return jnp.concatenate([vs, v_H[None]], axis=0)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def tabular_softmax_policy() -> Policy:
+    """π(a|s) = softmax(logits[s]) over one-hot observations: apply(logits [S, A], o [..., S]) = o @ logits."""
+
+    def init(key):
+        raise NotImplementedError("the lab's tabular policy has no default parameters; pass logits [S, A].")
+
+    return Policy(init=init, apply=lambda logits, obs: obs @ logits, distribution=distributions.categorical)
+
+
+def tabular_params(env: FiniteEnv, params: FiniteEnvParams | None = None, horizon: int | None = None) -> FiniteEnvParams:
+    """The env's parameters with one-hot observations eye(S) (and the time limit `horizon`, if given)."""
+    params = env.default_params if params is None else params
+    eye = jnp.eye(env.num_states, dtype=params.rewards.dtype)
+    params = params.replace(observations=eye)
+    if horizon is not None:
+        params = params.replace(max_steps_in_episode=int(horizon))
+    return params
+
+
+def sample_episodes(
+    key: jax.Array, env: FiniteEnv, params: FiniteEnvParams, logits: jax.Array, num_episodes: int
+) -> tuple[Trajectory, jax.Array]:
+    """`num_episodes` independent whole episodes of π_logits from reset, H = params.max_steps_in_episode.
+
+    Args:
+      key: PRNG key. env: a FiniteEnv. params: from `tabular_params` (one-hot observations).
+      logits: [S, A]. num_episodes: B (static).
+    Returns:
+      (Trajectory [H, B, ...], mask [H, B] — 1 on the steps of each env's first episode).
+    """
+    horizon = int(params.max_steps_in_episode)
+    reset_key, run_key = jax.random.split(key)
+    batch = reset(reset_key, env, params, num_episodes)
+    _, traj = rollout(run_key, tabular_softmax_policy(), logits, env, params, batch, horizon)
+    return traj, returns.first_episode_mask(traj.done)
+
+
+# ----------------------------------------------------------------------------- weights and estimates
+
+
+def variant_weights(
+    traj: Trajectory, mask: jax.Array, values: jax.Array, constant_baseline: jax.Array | float
+) -> dict[str, jax.Array]:
+    """The per-step weights w_t of every variant, over whatever batch axes traj has.
+
+    Args:
+      traj: Trajectory [T, ...] of `sample_episodes` (one-hot obs [T, ..., S]).
+      mask: [T, ...] first-episode mask.
+      values: [T + 1, S] time-indexed exact values (`finite_horizon_values`).
+      constant_baseline: scalar b of "rtg_const_baseline".
+    Returns:
+      {variant: [T, ...]}; "normalized" standardizes over ALL entries of the given mask, so
+      call this per batch (e.g. under vmap) for a per-batch normalization.
+    """
+    check_same_shape(reward=traj.reward, mask=mask)
+    T = traj.reward.shape[0]
+    check_shape("values", values, (T + 1, traj.obs.shape[-1]), "[T + 1, S]")
+    dones = traj.done
+    rtg = returns.reward_to_go(traj.reward, dones, 1.0)
+    v_t = jnp.einsum("t...s,ts->t...", traj.obs, values[:T])  # V_t(s_t), obs = onehot(s_t)
+    return {
+        "total": returns.total_return(traj.reward, dones, 1.0),
+        "reward_to_go": rtg,
+        "rtg_const_baseline": rtg - constant_baseline,
+        "rtg_value_baseline": rtg - v_t,
+        "normalized": returns.normalize(rtg, mask),
+    }
+
+
+def tabular_estimate(obs: jax.Array, action: jax.Array, logits: jax.Array, weights: jax.Array) -> jax.Array:
+    """ĝ = 1/M Σ_{t,i} w_{t,i} onehot(s_{t,i}) ⊗ (onehot(a_{t,i}) − π(·|s_{t,i})), batch axes leading.
+
+    Args:
+      obs: [T, ..., M, S] one-hot states. action: [T, ..., M] int. logits: [S, A].
+      weights: [T, ..., M] (the mask already multiplied in).
+    Returns:
+      [..., S, A] one estimate per leading batch index (the sum over time, the mean over M).
+    """
+    check_rank("logits", logits, 2, "[S, A]")
+    check_floating("weights", weights)
+    check_same_shape(action=action, weights=weights)
+    probs = jax.nn.softmax(obs @ logits, axis=-1)  # [T, ..., M, A]
+    score_a = jax.nn.one_hot(action, logits.shape[-1], dtype=probs.dtype) - probs
+    num = weights.shape[-1]
+    return jnp.einsum("t...m,t...ms,t...ma->...sa", weights, obs, score_a) / num
+
+
+def batch_estimates(
+    traj: Trajectory,
+    mask: jax.Array,
+    logits: jax.Array,
+    values: jax.Array,
+    constant_baseline: jax.Array | float,
+    batch_size: int,
+) -> dict[str, jax.Array]:
+    """Every variant's estimate for N batches of the first `batch_size` episodes of each row.
+
+    Args:
+      traj: Trajectory [T, N, M, ...] (episodes grouped into N rows of M >= batch_size).
+      mask: [T, N, M]. logits: [S, A]. values: [T + 1, S]. constant_baseline: scalar.
+      batch_size: m (static), 1 <= m <= M.
+    Returns:
+      {variant: [N, S, A]}.
+    """
+    check_rank("mask", mask, 3, "[T, N, M]")
+    m = int(batch_size)
+    if not 1 <= m <= mask.shape[2]:
+        raise ValueError(f"`batch_size` must lie in [1, {mask.shape[2]}]; got {m}.")
+    sub = jax.tree.map(lambda x: x[:, :, :m], traj)
+    sub_mask = mask[:, :, :m]
+
+    def one_batch(t: Trajectory, k: jax.Array):  # t: [T, m, ...]
+        return variant_weights(t, k, values, constant_baseline)
+
+    weights = jax.vmap(one_batch, in_axes=(1, 1), out_axes=1)(sub, sub_mask)
+    return {v: tabular_estimate(sub.obs, sub.action, logits, w * sub_mask) for v, w in weights.items()}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def estimator_stats(estimates, exact_grad, num_sigmas: float = 3.0) -> dict[str, float]:
+    """Bias, variance, RMSE and cosine of N estimates against the exact gradient.
+
+    Args:
+      estimates: [N, ...] one estimate per batch. exact_grad: [...] ∇J.
+    Returns:
+      {"bias": ‖mean − ∇J‖, "bias_ci": num_sigmas · sqrt(tr Cov / N) (the bias of an unbiased
+      estimator exceeds it rarely), "variance": tr Cov (ddof 1), "rmse": sqrt(mean ‖ĝ − ∇J‖²),
+      "cosine": mean cos(ĝ, ∇J) (0 for ĝ = 0), "num_batches": N}.
+    """
+    g = np.asarray(estimates, np.float64).reshape(len(estimates), -1)
+    target = np.asarray(exact_grad, np.float64).reshape(-1)
+    n = g.shape[0]
+    variance = float(np.sum(np.var(g, axis=0, ddof=1))) if n > 1 else 0.0
+    norms = np.linalg.norm(g, axis=1) * np.linalg.norm(target)
+    cos = np.where(norms > 0, g @ target / np.where(norms > 0, norms, 1.0), 0.0)
+    return {
+        "bias": float(np.linalg.norm(g.mean(axis=0) - target)),
+        "bias_ci": float(num_sigmas * np.sqrt(variance / n)),
+        "variance": variance,
+        "rmse": float(np.sqrt(np.mean(np.sum((g - target) ** 2, axis=1)))),
+        "cosine": float(np.mean(cos)),
+        "num_batches": n,
+    }
+
+
+def measure(
+    key: jax.Array,
+    env: FiniteEnv,
+    params: FiniteEnvParams,
+    logits: jax.Array,
+    batch_sizes: Sequence[int],
+    num_batches: int,
+    variants: Sequence[str] = VARIANTS,
+) -> dict:
+    """Run the lab on one world: N·max(m) episodes in one vmapped rollout, grouped into N rows;
+    batch size m uses the first m episodes of each row (the N batches of one m are independent).
+
+    Args:
+      key: PRNG key. env, params: a FiniteEnv and `tabular_params(env, ...)`. logits: [S, A].
+      batch_sizes: the m to measure. num_batches: N.
+    Returns:
+      {"exact_J", "exact_grad_norm", "horizon", "rows": [{"variant", "m", **estimator_stats}]}.
+    """
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown `variants` {sorted(unknown)}; choose from {VARIANTS}.")
+    if num_batches < 2:
+        raise ValueError(f"`num_batches` must be >= 2; got {num_batches}.")
+    horizon = int(params.max_steps_in_episode)
+    mdp = env.tabular_mdp(params)
+    grad = exact.finite_horizon_policy_gradient(mdp, logits, horizon)
+    values = finite_horizon_values(mdp, logits, horizon)
+    J = mdp.initial @ values[0]
+    M = max(batch_sizes)
+
+    @jax.jit
+    def sample(key):
+        traj, mask = sample_episodes(key, env, params, logits, num_batches * M)
+        split = lambda x: x.reshape(x.shape[:1] + (num_batches, M) + x.shape[2:])  # noqa: E731
+        return jax.tree.map(split, traj), split(mask)
+
+    traj, mask = sample(key)
+    estimate = jax.jit(batch_estimates, static_argnames="batch_size")
+    rows = []
+    for m in batch_sizes:
+        est = estimate(traj, mask, logits, values, J, batch_size=m)
+        for v in variants:
+            rows.append({"variant": v, "m": int(m), **estimator_stats(est[v], grad)})
+    return {
+        "exact_J": float(J),
+        "exact_grad_norm": float(jnp.linalg.norm(grad)),
+        "horizon": horizon,
+        "rows": rows,
+    }
