@@ -2,13 +2,19 @@
 
 import os
 
-# XLA's multi-threaded Eigen pool on CPU can wedge forever on vmapped scan programs like the
-# training loop here (seen with jaxlib 0.10 on 2-core machines: all threads idle, the result
-# never ready). Single-threaded Eigen avoids it and costs these small-matrix programs nothing
-# measurable. The flag is read when the backend starts, so it must be set before the first
-# computation; a user's own choice in XLA_FLAGS is kept.
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+# XLA's CPU runtime (jaxlib 0.10) can wait forever on vmapped scan programs like the training
+# loop here: all threads idle, the result never ready. Two scheduler settings cause it on small
+# machines: the concurrency-optimized scheduler (a vmapped REINFORCE update with a value
+# baseline hung on its 2nd-3rd execution, every time, until it was turned off) and
+# multi-threaded Eigen (intermittent hangs). Both are off here unless the user chose them in
+# XLA_FLAGS; they are read when the backend starts, so this runs before the first computation.
+_SAFE_CPU_FLAGS = {
+    "xla_cpu_enable_concurrency_optimized_scheduler": "false",
+    "xla_cpu_multi_thread_eigen": "false",
+}
+for _flag, _value in _SAFE_CPU_FLAGS.items():
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
 
 from rlpg import algos, distributions, envs, estimators, exact, policies, returns, rollout  # noqa: E402
 from rlpg.experiment import load_policy  # noqa: E402
