@@ -1,0 +1,191 @@
+"""Throughput of rlpg on gymnax CartPole-v1 against the env-only limit and a PyTorch loop.
+
+    python -m benchmarks.throughput            # full table (a few minutes on 2 CPU cores)
+    python -m benchmarks.throughput --quick    # smaller sizes, for a smoke run
+
+Prints a table and writes benchmarks/results/throughput-<platform>.json and .md. Every figure
+is env-steps per second of wall time after compilation (compile seconds reported apart),
+measured in this one process so that ratios are comparable on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rlpg
+from rlpg import algos, rollout
+from rlpg.algos import reinforce
+
+ENV_ID = "CartPole-v1"
+RESULTS = Path(__file__).parent / "results"
+TORCH_PYTHON = Path("/tmp/torchref/bin/python")
+PEER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_reinforce.py"
+
+
+def timed(fn, *args):
+    """(compile seconds, run seconds, output) of a jitted fn: compile once, run once."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm the buffers
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return compile_s, time.perf_counter() - t0, out
+
+
+def env_only(num_envs: int, num_steps: int) -> dict:
+    """Raw env steps/s with a trivial deterministic policy: the ceiling for any training loop."""
+    env, params = rollout.make_env(ENV_ID)
+
+    def run(key):
+        batch = rollout.reset(key, env, params, num_envs)
+
+        def body(batch, k):
+            action = (batch.obs[:, 2] > 0).astype(jnp.int32)
+            batch, reward, *_ = rollout.step(k, env, params, batch, action)
+            return batch, reward.sum()
+
+        return jax.lax.scan(body, batch, jax.random.split(key, num_steps))[1].sum()
+
+    c, r, _ = timed(run, jax.random.PRNGKey(0))
+    return {"compile_s": c, "run_s": r, "steps_per_s": num_envs * num_steps / r}
+
+
+def rollout_only(num_envs: int, num_steps: int) -> dict:
+    """rlpg.rollout with a 64-64 MLP categorical policy, sampling and log-probs, no update."""
+    env, params = rollout.make_env(ENV_ID)
+    policy = rollout.make_policy(env, params, (64, 64))
+    theta = policy.init(jax.random.PRNGKey(0))
+
+    def run(key):
+        batch = rollout.reset(key, env, params, num_envs)
+        _, traj = rollout.rollout(key, policy, theta, env, params, batch, num_steps)
+        return traj.reward.sum()
+
+    c, r, _ = timed(run, jax.random.PRNGKey(0))
+    return {"compile_s": c, "run_s": r, "steps_per_s": num_envs * num_steps / r}
+
+
+def training(num_envs: int, num_steps: int, num_updates: int, num_seeds: int = 1, hparams=None) -> dict:
+    """Full REINFORCE training (rollout, returns, loss, Adam step), seeds vmapped."""
+    config = reinforce.Config(
+        num_envs=num_envs, num_steps=num_steps, total_timesteps=num_envs * num_steps * num_updates
+    )
+    train = algos.over_seeds(reinforce.make_train(config), vectorize=True)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds))
+    c, r, _ = timed(train, keys, hparams) if hparams is not None else timed(train, keys)
+    steps = config.num_updates * config.steps_per_update * num_seeds
+    return {"compile_s": c, "run_s": r, "steps_per_s": steps / r}
+
+
+def solve_time(num_seeds: int = 5) -> dict:
+    """Wall seconds, compile included, for the default run (5 seeds) to train and evaluate."""
+    config = reinforce.Config()
+    env, params = rollout.make_env(ENV_ID)
+    policy = rollout.make_policy(env, params, config.hidden)
+    t0 = time.perf_counter()
+    train = jax.jit(algos.over_seeds(reinforce.make_train(config)))
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds))
+    compiled = train.lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+    state, _ = jax.block_until_ready(compiled(keys))
+    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, policy, p, env, params, 16)))
+    returns = np.asarray(evaluate(keys, state.params["policy"])).mean(axis=1)
+    return {"wall_s": time.perf_counter() - t0, "compile_s": compile_s, "median_return": float(np.median(returns)),
+            "returns": returns.tolist()}
+
+
+def torch_peer(seconds: float) -> dict | None:
+    """The PyTorch + gymnasium REINFORCE loop from ../shared/peers, in its own venv."""
+    if not (TORCH_PYTHON.exists() and PEER_SCRIPT.exists()):
+        return None
+    out = subprocess.run([str(TORCH_PYTHON), str(PEER_SCRIPT), str(seconds)], capture_output=True, text=True, timeout=seconds + 120)
+    match = re.search(r"= ([\d,]+) env-steps/s", out.stdout)
+    return {"steps_per_s": float(match.group(1).replace(",", "")), "line": out.stdout.strip()} if match else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--torch-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+
+    env_counts = [1, 16, 256] if args.quick else [1, 16, 256, 1024, 4096]
+    budget = 2**18 if args.quick else 2**21  # env steps per measurement
+    seed_counts = [1, 4] if args.quick else [1, 4, 16, 64]
+    device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
+    print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}, {platform.processor() or platform.machine()}", flush=True)
+    rows, result = [], {"device": device, "jax": jax.__version__, "quick": args.quick}
+
+    result["envs"] = []
+    for n in env_counts:
+        steps = max(128, budget // n)
+        limit = env_only(n, steps)
+        roll = rollout_only(n, steps)
+        updates = max(2, budget // (n * 128))
+        train = training(n, 128, updates)
+        entry = {"num_envs": n, "env_only": limit, "rollout": roll, "train": train}
+        result["envs"].append(entry)
+        rows.append((f"{n} envs", f"{limit['steps_per_s']:,.0f}", f"{roll['steps_per_s']:,.0f} ({roll['steps_per_s'] / limit['steps_per_s']:.0%})",
+                     f"{train['steps_per_s']:,.0f} ({train['steps_per_s'] / limit['steps_per_s']:.0%})", f"{train['compile_s']:.1f}"))
+        print(" | ".join(rows[-1]), flush=True)
+
+    result["seeds"] = []
+    base = None
+    for s in seed_counts:
+        t = training(16, 128, 32, num_seeds=s)
+        base = base or t["run_s"]
+        result["seeds"].append({"num_seeds": s, **t, "cost_vs_one_seed": t["run_s"] / base})
+        print(f"{s} vmapped seeds (16 envs x 128 steps x 32 updates): {t['run_s']:.2f}s = {t['run_s'] / base:.1f}x one seed, "
+              f"{t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
+
+    grid = 16
+    t = training(16, 128, 32, num_seeds=grid, hparams={"lr": jnp.logspace(-4, -1, grid)})
+    result["lr_grid"] = {"points": grid, **t}
+    print(f"lr grid of {grid} in one program: {t['run_s']:.2f}s, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
+
+    solve = solve_time()
+    result["solve"] = solve
+    print(f"solve CartPole-v1 (default run, 5 seeds, compile included): {solve['wall_s']:.1f}s wall, compile {solve['compile_s']:.1f}s, "
+          f"median greedy return {solve['median_return']:.1f}", flush=True)
+
+    peer = torch_peer(args.torch_seconds)
+    result["torch_peer"] = peer
+    if peer:
+        best_train = max(e["train"]["steps_per_s"] for e in result["envs"])
+        result["ratio_train_vs_torch"] = best_train / peer["steps_per_s"]
+        print(f"PyTorch loop: {peer['steps_per_s']:,.0f} env-steps/s; rlpg training best {best_train:,.0f} = "
+              f"{result['ratio_train_vs_torch']:,.0f}x", flush=True)
+    else:
+        print("PyTorch peer not run: create /tmp/torchref as ../shared/peers/README.md says.", flush=True)
+
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"throughput-{jax.devices()[0].platform}{'-quick' if args.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# rlpg throughput on {device} (jax {jax.__version__})", "",
+             "| envs | env-only steps/s | rollout steps/s (of limit) | REINFORCE training steps/s (of limit) | train compile s |",
+             "| --- | --- | --- | --- | --- |", *("| " + " | ".join(r) + " |" for r in rows), ""]
+    lines += ["| vmapped seeds | run s | cost vs one seed | env-steps/s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {e['num_seeds']} | {e['run_s']:.2f} | {e['cost_vs_one_seed']:.1f}x | {e['steps_per_s']:,.0f} |" for e in result["seeds"]]
+    lines += ["", f"Solve CartPole-v1, default run of 5 seeds, compile included: {solve['wall_s']:.1f} s "
+              f"(compile {solve['compile_s']:.1f} s), median greedy return {solve['median_return']:.1f}.", ""]
+    if peer:
+        lines += [f"PyTorch + gymnasium REINFORCE loop: {peer['steps_per_s']:,.0f} env-steps/s; "
+                  f"rlpg's best training throughput is {result['ratio_train_vs_torch']:,.0f}x that.", ""]
+    stem.with_suffix(".md").write_text("\n".join(lines))
+    print(f"wrote {stem}.json and .md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
