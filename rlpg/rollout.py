@@ -9,6 +9,7 @@ can bootstrap from the state it really reached.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 import gymnax
@@ -75,7 +76,7 @@ def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh") -> P
     if isinstance(space, spaces.Discrete):
         return policies.mlp_categorical(obs_shape, space.n, hidden, activation)
     if isinstance(space, spaces.Box):
-        return policies.mlp_gaussian(obs_shape, int(jnp.prod(jnp.array(space.shape))), hidden, activation)
+        return policies.mlp_gaussian(obs_shape, math.prod(space.shape), hidden, activation)
     raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
 
 

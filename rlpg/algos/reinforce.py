@@ -25,7 +25,6 @@ dict of (traced) arrays, `jax.vmap(train)(keys, {"lr": lrs})`, to sweep them in 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -228,8 +227,3 @@ def print_progress(metrics: dict) -> None:
         f"return {float(metrics['episode_return']):8.2f}  entropy {float(metrics['entropy']):.3f}",
         flush=True,
     )
-
-
-def config_fields() -> tuple[str, ...]:
-    """Names of the Config fields, in order."""
-    return tuple(f.name for f in dataclasses.fields(Config))
