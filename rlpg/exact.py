@@ -324,22 +324,42 @@ def features_policy_gradient(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) 
 # ----------------------------------------------------------------------------- finite horizon
 
 
+def finite_horizon_values(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
+    """V_t(s) = E[Σ_{k=t}^{H−1} r_k | s_t = s], the value with H − t steps left, for t = 0..H.
+
+    Backward induction with a stationary policy: V_H = 0, V_t = r_π + P_π V_{t+1}
+    (undiscounted; `mdp.gamma` is ignored; a `lax.scan` over a static trip count, so
+    reverse-mode differentiable).
+
+    Args:
+      mdp: TabularMDP. logits: [S, A] softmax policy. horizon: H, a static Python int >= 0.
+    Returns:
+      [H + 1, S] values (row H is 0).
+    """
+    _check_logits(mdp, logits)
+    horizon = _check_horizon(horizon)
+    _, p_pi, r_pi = _markov_chain(mdp, logits)
+
+    def step(v_next, _):
+        v = r_pi + p_pi @ v_next
+        return v, v
+
+    v_last = jnp.zeros_like(r_pi)
+    _, vs = jax.lax.scan(step, v_last, None, length=horizon, reverse=True)
+    return jnp.concatenate([vs, v_last[None]], axis=0)
+
+
 def finite_horizon_expected_return(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
     """J_H(θ) = E[Σ_{t<H} r_t] = μᵀ V_0, undiscounted over H steps (`mdp.gamma` is ignored).
 
-    Backward induction with a stationary policy: V_H = 0, V_t = r_π + P_π V_{t+1}
-    (`jax.lax.fori_loop` over a static trip count, so reverse-mode differentiable).
+    V_0 from `finite_horizon_values`.
 
     Args:
       mdp: TabularMDP. logits: [S, A]. horizon: H, a static Python int >= 0.
     Returns:
       [] scalar (0 for H = 0).
     """
-    _check_logits(mdp, logits)
-    horizon = _check_horizon(horizon)
-    _, p_pi, r_pi = _markov_chain(mdp, logits)
-    v_0 = jax.lax.fori_loop(0, horizon, lambda _, v: r_pi + p_pi @ v, jnp.zeros_like(r_pi))
-    return mdp.initial @ v_0
+    return mdp.initial @ finite_horizon_values(mdp, logits, horizon)[0]
 
 
 def finite_horizon_policy_gradient(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:

@@ -38,33 +38,6 @@ time-indexed value); G_t standardized over the batch's steps (biased)."""
 UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline")
 
 
-# ----------------------------------------------------------------------------- exact values
-
-
-def finite_horizon_values(mdp: exact.TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
-    """V_t(s) = E[Σ_{k=t}^{H−1} r_k | s_t = s], the value with H − t steps left, for t = 0..H.
-
-    Backward recursion V_H = 0, V_t = r_π + P_π V_{t+1} (undiscounted; `mdp.gamma` ignored), so
-    `mdp.initial @ V[0]` is `exact.finite_horizon_expected_return(mdp, logits, horizon)`.
-
-    Args:
-      mdp: TabularMDP. logits: [S, A] softmax policy. horizon: H, a static Python int >= 0.
-    Returns:
-      [H + 1, S] values (row H is 0).
-    """
-    exact._check_logits(mdp, logits)
-    horizon = exact._check_horizon(horizon)
-    _, p_pi, r_pi = exact._markov_chain(mdp, logits)
-
-    def step(v_next, _):
-        v = r_pi + p_pi @ v_next
-        return v, v
-
-    v_H = jnp.zeros_like(r_pi)
-    _, vs = jax.lax.scan(step, v_H, None, length=horizon, reverse=True)
-    return jnp.concatenate([vs, v_H[None]], axis=0)
-
-
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -116,7 +89,7 @@ def variant_weights(
     Args:
       traj: Trajectory [T, ...] of `sample_episodes` (one-hot obs [T, ..., S]).
       mask: [T, ...] first-episode mask.
-      values: [T + 1, S] time-indexed exact values (`finite_horizon_values`).
+      values: [T + 1, S] time-indexed exact values (`exact.finite_horizon_values`).
       constant_baseline: scalar b of "rtg_const_baseline".
     Returns:
       {variant: [T, ...]}; "normalized" standardizes over ALL entries of the given mask, so
@@ -241,7 +214,7 @@ def measure(
     horizon = int(params.max_steps_in_episode)
     mdp = env.tabular_mdp(params)
     grad = exact.finite_horizon_policy_gradient(mdp, logits, horizon)
-    values = finite_horizon_values(mdp, logits, horizon)
+    values = exact.finite_horizon_values(mdp, logits, horizon)
     J = mdp.initial @ values[0]
     M = max(batch_sizes)
 

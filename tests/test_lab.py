@@ -44,7 +44,7 @@ def bandit_results():
 def test_finite_horizon_values_match_exact_objective(mdp_world):
     env, params, logits = mdp_world
     mdp = env.tabular_mdp(params)
-    v = lab.finite_horizon_values(mdp, logits, H)
+    v = exact.finite_horizon_values(mdp, logits, H)
     assert v.shape == (H + 1, 4)
     np.testing.assert_allclose(v[H], 0.0)
     for t in range(H + 1):  # V_t is the (H − t)-step objective from each state
@@ -60,7 +60,7 @@ def test_einsum_estimate_equals_autodiff_of_surrogate(mdp_world):
     m = 8
     traj, mask = lab.sample_episodes(jax.random.PRNGKey(5), env, params, logits, m)
     mdp = env.tabular_mdp(params)
-    values = lab.finite_horizon_values(mdp, logits, H)
+    values = exact.finite_horizon_values(mdp, logits, H)
     weights = lab.variant_weights(traj, mask, values, 0.5)
     for name, w in weights.items():
         w = w * mask
