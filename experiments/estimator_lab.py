@@ -100,11 +100,7 @@ def _series(rows, variant, key):
 
 
 def plot_error_vs_m(path: Path, results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = experiment.pyplot()
     worlds = results["worlds"]
     fig, axes = plt.subplots(1, len(worlds), figsize=(5.2 * len(worlds), 4.0), dpi=120, squeeze=False)
     for ax, (name, res) in zip(axes[0], worlds.items()):
@@ -120,17 +116,11 @@ def plot_error_vs_m(path: Path, results: dict) -> None:
         ax.set_title(name)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    experiment.save_figure(fig, path)
 
 
 def plot_variance_by_variant(path: Path, results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = experiment.pyplot()
     worlds = results["worlds"]
     fig, axes = plt.subplots(1, len(worlds), figsize=(5.2 * len(worlds), 4.0), dpi=120, squeeze=False)
     for ax, (name, res) in zip(axes[0], worlds.items()):
@@ -146,9 +136,7 @@ def plot_variance_by_variant(path: Path, results: dict) -> None:
         ax.set_title(name)
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    experiment.save_figure(fig, path)
 
 
 def run(args: Args) -> dict:

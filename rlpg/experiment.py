@@ -114,13 +114,26 @@ def write_metrics_csv(path: Path, metrics: Mapping[str, jax.Array]) -> None:
                 writer.writerow([s, *(arrays[k][s, u].item() for k in names)])
 
 
-def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str) -> None:
-    """Mean episode return over seeds vs env steps, with the min–max band and each seed faint."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: plotting is optional)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out `fig`, write it to `path` and free it."""
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
+def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str) -> None:
+    """Mean episode return over seeds vs env steps, with the min–max band and each seed faint."""
+    plt = pyplot()
     steps = np.asarray(metrics["env_steps"])[0]
     returns = np.asarray(metrics["episode_return"], dtype=float)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
@@ -134,9 +147,7 @@ def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save_params(path: Path, params: Any) -> None:
