@@ -25,38 +25,42 @@ from rlpg import algos, experiment, rollout
 
 @dataclasses.dataclass
 class Args:
+    """Flags left at None take the algorithm's default (its `Config`)."""
+
     algo: Literal["reinforce"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id"""
     num_seeds: int = 5
-    """independent runs, vmapped into one program"""
+    """independent runs, in one program"""
     seed: int = 0
     """PRNG seed of the first run; run i uses seed + i"""
-    total_timesteps: int = 500_000
+    total_timesteps: int | None = None
     """environment steps per seed"""
-    num_envs: int = 8
+    num_envs: int | None = None
     """parallel environments per seed"""
-    num_steps: int = 500
+    num_steps: int | None = None
     """steps per environment per update (the rollout window)"""
-    lr: float = 3e-3
+    lr: float | None = None
     """Adam learning rate"""
-    gamma: float = 0.99
+    gamma: float | None = None
     """discount"""
-    returns: Literal["reward_to_go", "total"] = "reward_to_go"
-    """weight of each log-prob: reward-to-go G_t or the whole episode's return R(τ)"""
-    baseline: Literal["none", "mean", "value"] = "value"
-    """subtracted from the returns: none, the batch mean, or a learned V(s)"""
-    normalize: bool = True
-    """standardize the weights over each batch"""
-    value_coef: float = 0.5
-    """weight of the value loss (learned baseline)"""
-    ent_coef: float = 0.0
+    returns: Literal["reward_to_go", "total"] | None = None
+    """REINFORCE: weight of each log-prob, reward-to-go G_t or the whole episode's return R(τ)"""
+    baseline: Literal["none", "mean", "value"] | None = None
+    """REINFORCE: subtracted from the returns, none, the batch mean, or a learned V(s)"""
+    normalize: bool | None = None
+    """standardize the weights (advantages) over each batch"""
+    value_coef: float | None = None
+    """weight of the value loss"""
+    ent_coef: float | None = None
     """entropy bonus"""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float | None = None
     """global-norm gradient clipping"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer widths of the policy and value MLPs"""
+    reward_scale: float | None = None
+    """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
+    hidden: tuple[int, ...] | None = None
+    """hidden layer widths of the MLPs"""
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""
@@ -72,25 +76,25 @@ class Args:
     """replace an existing run folder"""
 
 
+# Flags of the script itself; every other flag is a field of the algorithm's Config.
+SCRIPT_FLAGS = ("algo", "env", "num_seeds", "seed", "vectorize_seeds", "eval_episodes", "greedy_eval", "out", "overwrite")
+
+
 def make_config(args: Args):
-    """The algorithm's validated config from the command-line arguments."""
+    """(algorithm module, its validated Config) from the command-line arguments.
+
+    A flag the chosen algorithm has no field for is an error, not silently ignored.
+    """
     module = experiment.algo_module(args.algo)
-    values = {
-        "env_id": args.env,
-        "num_envs": args.num_envs,
-        "num_steps": args.num_steps,
-        "total_timesteps": args.total_timesteps,
-        "hidden": tuple(args.hidden),
-        "returns": args.returns,
-        "baseline": args.baseline,
-        "normalize": args.normalize,
-        "log_every": args.log_every,
-        "lr": args.lr,
-        "gamma": args.gamma,
-        "value_coef": args.value_coef,
-        "ent_coef": args.ent_coef,
-        "max_grad_norm": args.max_grad_norm,
-    }
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    values = {"env_id": args.env, "log_every": args.log_every}
+    for flag in dataclasses.fields(Args):
+        value = getattr(args, flag.name)
+        if flag.name in SCRIPT_FLAGS or flag.name == "log_every" or value is None:
+            continue
+        if flag.name not in fields:
+            raise ValueError(f"`--{flag.name.replace('_', '-')}` does not apply to --algo {args.algo}.")
+        values[flag.name] = tuple(value) if isinstance(value, (list, tuple)) else value
     return module, module.Config(**values).validate()
 
 
@@ -112,7 +116,8 @@ def run(args: Args) -> dict:
 
     # One program for all seeds. Compile first, so the two times are apart.
     progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, args.vectorize_seeds)
-    train = jax.jit(algos.over_seeds(module.make_train(config, progress), args.vectorize_seeds))
+    algorithm = module.make_algorithm(config, progress)
+    train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), args.vectorize_seeds))
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
     t0 = time.perf_counter()
     compiled = train.lower(keys).compile()
@@ -121,11 +126,9 @@ def run(args: Args) -> dict:
     state, metrics = jax.block_until_ready(compiled(keys))
     train_s = time.perf_counter() - t0
 
-    env, env_params = rollout.make_env(args.env)
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
-    evaluate = jax.jit(jax.vmap(
-        lambda key, params: rollout.evaluate(key, policy, params, env, env_params, args.eval_episodes, args.greedy_eval)
-    ))
+    evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
+        key, algorithm.policy, params, algorithm.env, algorithm.env_params, args.eval_episodes, args.greedy_eval
+    )))
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     eval_returns = np.asarray(evaluate(eval_keys, state.params["policy"]))
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import algos, rollout
+from rlpg import algos
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -185,9 +185,9 @@ def load_policy(run_dir: str | Path, seed: int = 0) -> Callable[..., Any]:
     num_seeds = saved["num_seeds"]
     if not 0 <= seed < num_seeds:
         raise ValueError(f"`seed` must be in [0, {num_seeds}) for this run; got {seed}.")
-    config = saved["config"]
-    env, env_params = rollout.make_env(config["env_id"])
-    policy = rollout.make_policy(env, env_params, tuple(config["hidden"]), config["activation"])
+    module = algo_module(saved["algo"])
+    algorithm = module.make_algorithm(config_from_dict(module.Config, saved["config"]))
+    policy, env, env_params = algorithm.policy, algorithm.env, algorithm.env_params
     params = jax.tree.map(lambda x: jnp.asarray(x[seed]), restore_params(Path(run_dir) / CHECKPOINT_DIR)["policy"])
     obs_shape = env.observation_space(env_params).shape
 
@@ -207,6 +207,11 @@ def load_policy(run_dir: str | Path, seed: int = 0) -> Callable[..., Any]:
         return action.item() if action.ndim == 0 else action
 
     return act
+
+
+def config_from_dict(config_class, values: dict):
+    """A Config from its `dataclasses.asdict` form as read back from JSON (lists become tuples)."""
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def algo_module(name: str):

@@ -1,10 +1,16 @@
-"""Training algorithms: each `make_train(config) -> train(key, hparams=None) -> (state, metrics)`."""
+"""Training algorithms.
+
+Each module in `ALGOS` has a `Config` (static fields fix shapes, numeric ones may be swept),
+`make_algorithm(config, progress=None) -> Algorithm(init, update, ...)` and
+`make_train(config, progress=None) -> train(key, hparams=None) -> (state, metrics)`.
+"""
 
 from typing import Callable
 
 import jax
 
 from rlpg.algos import reinforce
+from rlpg.algos.common import Algorithm, run_updates, train_fn
 
 ALGOS = {"reinforce": reinforce}
 
@@ -24,4 +30,4 @@ def over_seeds(train: Callable, vectorize: bool = False) -> Callable:
     return lambda keys, hparams=None: jax.lax.map(lambda args: train(*args), (keys, hparams))
 
 
-__all__ = ["ALGOS", "over_seeds", "reinforce"]
+__all__ = ["ALGOS", "Algorithm", "over_seeds", "reinforce", "run_updates", "train_fn"]

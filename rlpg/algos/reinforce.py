@@ -34,6 +34,7 @@ from flax import struct
 
 from rlpg import estimators, returns, rollout
 from rlpg._checks import check_in_interval, check_positive
+from rlpg.algos.common import Algorithm, check_hparams, print_progress, report, train_fn
 
 RETURNS = ("reward_to_go", "total")
 BASELINES = ("none", "mean", "value")
@@ -107,6 +108,7 @@ class TrainState:
     envs: rollout.EnvBatch
     key: jax.Array
     update: jax.Array  # [] int32, updates done so far
+    hparams: dict  # overrides of the numeric config fields (traced; {} for none)
 
 
 def _weights_and_masks(config: Config, traj: rollout.Trajectory, values, next_values, gamma, reward_scale):
@@ -131,16 +133,8 @@ def _weights_and_masks(config: Config, traj: rollout.Trajectory, values, next_va
     return estimators.reinforce_weights(g, baseline, config.normalize, mask), g, mask
 
 
-def make_train(config: Config, progress: Callable[[dict], None] | None = None):
-    """Build `train(key, hparams=None) -> (TrainState, metrics)`.
-
-    `metrics` holds one entry per update (arrays [num_updates]): env_steps, episode_return,
-    episode_length, episodes, loss, policy_loss, value_loss, entropy, grad_norm (of the
-    policy's gradient, before clipping).
-    With `config.log_every = K > 0`, every K updates `progress(metrics_of_that_update)` is called
-    from inside the compiled program (default: print a line); under vmap it is called once per
-    batch element.
-    """
+def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None) -> Algorithm:
+    """REINFORCE as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
     config.validate()
     env, env_params = rollout.make_env(config.env_id)
     policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
@@ -149,81 +143,76 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
     use_value = config.baseline == "value"
     progress = progress or print_progress
 
-    def train(key: jax.Array, hparams: dict | None = None):
-        hparams = dict(hparams or {})
-        unknown = set(hparams) - set(NUMERIC_FIELDS)
-        if unknown:
-            raise ValueError(f"`hparams` may override only {NUMERIC_FIELDS}; got {sorted(unknown)}.")
-        cfg = config.replace(**hparams)
+    def optimizer(cfg: Config):
         # Policy and value are clipped apart: a large value loss must not shrink the policy step.
         tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
-        optimizer = optax.multi_transform({"policy": tx, "value": tx}, lambda p: {k: k for k in p})
+        return optax.multi_transform({"policy": tx, "value": tx}, lambda p: {k: k for k in p})
 
+    def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
+        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key)}
         if use_value:
             params["value"] = value_fn.init(value_key)
-        state = TrainState(
+        return TrainState(
             params=params,
-            opt_state=optimizer.init(params),
+            opt_state=optimizer(config.replace(**hparams)).init(params),
             envs=rollout.reset(env_key, env, env_params, config.num_envs),
             key=run_key,
             update=jnp.zeros((), jnp.int32),
+            hparams=hparams,
         )
 
-        def loss_fn(params, traj: rollout.Trajectory):
-            dist = policy.apply(params["policy"], traj.obs)
-            log_prob = policy.distribution.log_prob(dist, traj.action)
-            entropy = policy.distribution.entropy(dist)
-            if use_value:  # V(s_t) and V(s'_t) in one pass over [2, T, B, ...]
-                values, next_values = value_fn.apply(params["value"], jnp.stack([traj.obs, traj.next_obs]))
-            else:
-                values = next_values = jnp.zeros_like(traj.reward)
-            weights, targets, mask = _weights_and_masks(
-                config, traj, jax.lax.stop_gradient(values), jax.lax.stop_gradient(next_values), cfg.gamma, cfg.reward_scale
-            )
-            policy_loss = estimators.reinforce_loss(log_prob, weights, mask)
-            v_loss = estimators.value_loss(values, targets, mask) if use_value else jnp.zeros(())
-            ent = estimators.entropy_bonus(entropy, mask)
-            loss = policy_loss + cfg.value_coef * v_loss - cfg.ent_coef * ent
-            return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": ent}
+    def loss_fn(params, traj: rollout.Trajectory, cfg: Config):
+        dist = policy.apply(params["policy"], traj.obs)
+        log_prob = policy.distribution.log_prob(dist, traj.action)
+        entropy = policy.distribution.entropy(dist)
+        if use_value:  # V(s_t) and V(s'_t) in one pass over [2, T, B, ...]
+            values, next_values = value_fn.apply(params["value"], jnp.stack([traj.obs, traj.next_obs]))
+        else:
+            values = next_values = jnp.zeros_like(traj.reward)
+        weights, targets, mask = _weights_and_masks(
+            config, traj, jax.lax.stop_gradient(values), jax.lax.stop_gradient(next_values), cfg.gamma, cfg.reward_scale
+        )
+        policy_loss = estimators.reinforce_loss(log_prob, weights, mask)
+        v_loss = estimators.value_loss(values, targets, mask) if use_value else jnp.zeros(())
+        ent = estimators.entropy_bonus(entropy, mask)
+        loss = policy_loss + cfg.value_coef * v_loss - cfg.ent_coef * ent
+        return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": ent}
 
-        def update(state: TrainState, _):
-            key, rollout_key = jax.random.split(state.key)
-            envs, traj = rollout.rollout(
-                rollout_key, policy, state.params["policy"], env, env_params, state.envs, config.num_steps
-            )
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, traj)
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            done_updates = state.update + 1
-            metrics = {
-                "update": done_updates,
-                "env_steps": done_updates * config.steps_per_update,
-                **rollout.episode_stats(traj),
-                "loss": loss,
-                **aux,
-                "grad_norm": optax.global_norm(grads["policy"]),
-            }
-            if config.log_every:
-                jax.lax.cond(
-                    done_updates % config.log_every == 0,
-                    lambda m: jax.debug.callback(progress, m),
-                    lambda m: None,
-                    metrics,
-                )
-            new_state = TrainState(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
-            return new_state, metrics
+    def update(state: TrainState) -> tuple[TrainState, dict]:
+        cfg = config.replace(**state.hparams)
+        key, rollout_key = jax.random.split(state.key)
+        envs, traj = rollout.rollout(
+            rollout_key, policy, state.params["policy"], env, env_params, state.envs, config.num_steps
+        )
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, traj, cfg)
+        updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        done_updates = state.update + 1
+        metrics = {
+            "update": done_updates,
+            "env_steps": done_updates * config.steps_per_update,
+            **rollout.episode_stats(traj),
+            "loss": loss,
+            **aux,
+            "grad_norm": optax.tree.norm(grads["policy"]),
+        }
+        report(progress, config.log_every, metrics)
+        new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
+        return new_state, metrics
 
-        return jax.lax.scan(update, state, None, length=config.num_updates)
-
-    return train
+    return Algorithm(init, update, config.num_updates, policy, env, env_params)
 
 
-def print_progress(metrics: dict) -> None:
-    """Default progress line: update, env steps, mean episode return, entropy."""
-    print(
-        f"update {int(metrics['update']):>5d}  env steps {int(metrics['env_steps']):>9,d}  "
-        f"return {float(metrics['episode_return']):8.2f}  entropy {float(metrics['entropy']):.3f}",
-        flush=True,
-    )
+def make_train(config: Config, progress: Callable[[dict], None] | None = None):
+    """Build `train(key, hparams=None) -> (TrainState, metrics)`.
+
+    `metrics` holds one entry per update (arrays [num_updates]): update, env_steps,
+    episode_return, episode_length, episodes, loss, policy_loss, value_loss, entropy, grad_norm
+    (of the policy's gradient, before clipping).
+    With `config.log_every = K > 0`, every K updates `progress(metrics_of_that_update)` is called
+    from inside the compiled program (default: print a line); under vmap it is called once per
+    batch element.
+    """
+    return train_fn(make_algorithm(config, progress))
