@@ -30,7 +30,7 @@ class Args:
     algo: Literal["reinforce"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
-    """gymnax environment id"""
+    """gymnax environment id, or a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0)"""
     num_seeds: int = 5
     """independent runs, in one program"""
     seed: int = 0
@@ -59,6 +59,8 @@ class Args:
     """global-norm gradient clipping"""
     reward_scale: float | None = None
     """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
+    policy: Literal["mlp", "linear"] | None = None
+    """policy family: an MLP, or linear in the observation (softmax or Gaussian)"""
     hidden: tuple[int, ...] | None = None
     """hidden layer widths of the MLPs"""
     vectorize_seeds: bool = False

@@ -365,3 +365,33 @@ def finite_horizon_expected_return(mdp: TabularMDP, logits: jax.Array, horizon: 
 def finite_horizon_policy_gradient(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
     """∇_logits J_H(θ) by `jax.grad` through the backward induction. -> [S, A]."""
     return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, logits, horizon)
+
+
+def finite_horizon_optimal_return(mdp: TabularMDP, horizon: int) -> jax.Array:
+    """max_π E[Σ_{t<H} r_t] over all policies of the true states: μᵀ V*_0 by backward induction,
+    V*_t(s) = max_a (r(s, a) + Σ_s' P(s'|s, a) V*_{t+1}(s')), V*_H = 0 (undiscounted). -> [] scalar."""
+    horizon = _check_horizon(horizon)
+
+    def step(v_next, _):
+        v = jnp.max(mdp.rewards + mdp.transitions @ v_next, axis=-1)
+        return v, None
+
+    v0, _ = jax.lax.scan(step, jnp.zeros(mdp.num_states, mdp.rewards.dtype), None, length=horizon)
+    return mdp.initial @ v0
+
+
+def deterministic_observation_policies(observations: jax.Array, num_actions: int) -> jax.Array:
+    """Every deterministic policy over observations, as logits [A^K, S, A].
+
+    States with equal observations (K distinct ones among the S rows of `observations` [S, F])
+    must take the same action, so there are A^K such policies; each row of the result puts
+    logit 0 on its action and −1e4 on the others (probability exactly 1 and 0 in float32).
+    """
+    check_rank("observations", observations, 2, "[S, F]")
+    _, obs_class = np.unique(np.asarray(observations), axis=0, return_inverse=True)
+    obs_class = obs_class.reshape(-1)
+    num_classes = int(obs_class.max()) + 1
+    grids = np.meshgrid(*[np.arange(num_actions)] * num_classes, indexing="ij")
+    choices = np.stack(grids, -1).reshape(-1, num_classes)  # [A^K, K]
+    one_hot = np.eye(num_actions)[choices[:, obs_class]]  # [A^K, S, A]
+    return jnp.asarray((one_hot - 1.0) * 1e4, jnp.result_type(float))

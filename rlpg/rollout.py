@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from rlpg import policies
+from rlpg import envs, policies
 from rlpg.policies import Policy
 
 
@@ -60,24 +60,46 @@ class EnvBatch:
     episode_length: jax.Array
 
 
+POLICY_KINDS = ("mlp", "linear")
+
+
 def make_env(env_id: str, **env_kwargs) -> tuple[Any, Any]:
-    """(env, env_params) for a registered gymnax id; an unknown id names the close ones."""
+    """(env, env_params) for a gymnax id or a textbook world of `rlpg.envs.REGISTRY`; an
+    unknown id names the close ones."""
+    if env_id in envs.REGISTRY and not env_kwargs:
+        return envs.make(env_id)
     if env_id not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.5)
+        known = list(gymnax.registered_envs) + list(envs.REGISTRY)
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"`env` {env_id!r} is not a gymnax environment id.{hint}")
+        raise ValueError(f"`env` {env_id!r} is neither a gymnax id nor in rlpg.envs.REGISTRY.{hint}")
     return gymnax.make(env_id, **env_kwargs)
 
 
-def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh") -> Policy:
-    """The MLP policy that fits the env's action space: categorical for Discrete, Gaussian for Box."""
+def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh", kind: str = "mlp") -> Policy:
+    """The policy that fits the env's action space: categorical for Discrete, Gaussian for Box.
+
+    kind="mlp": an MLP over the (flattened) observation. kind="linear": linear in the
+    observation o [F] — softmax over φ(o, a) = o ⊗ onehot(a) (`observation_action_features`,
+    θ [F·A]) or a Gaussian with mean oᵀθ (θ [F, D]) and a learned log-std; zero at init.
+    """
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"`kind` must be one of {POLICY_KINDS}; got {kind!r}.")
     obs_shape = env.observation_space(env_params).shape
     space = env.action_space(env_params)
-    if isinstance(space, spaces.Discrete):
-        return policies.mlp_categorical(obs_shape, space.n, hidden, activation)
-    if isinstance(space, spaces.Box):
-        return policies.mlp_gaussian(obs_shape, math.prod(space.shape), hidden, activation)
-    raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
+    if not isinstance(space, (spaces.Discrete, spaces.Box)):
+        raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
+    discrete = isinstance(space, spaces.Discrete)
+    action_size = space.n if discrete else math.prod(space.shape)
+    if kind == "mlp":
+        make = policies.mlp_categorical if discrete else policies.mlp_gaussian
+        return make(obs_shape, action_size, hidden, activation)
+    if len(obs_shape) != 1:
+        raise ValueError(f"a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}.")
+    num_features = obs_shape[0]
+    if discrete:
+        return policies.linear_softmax(envs.observation_action_features(action_size), num_features * action_size)
+    return policies.linear_gaussian(lambda obs: obs, num_features, action_size)
 
 
 def _env_action(env, env_params, action: jax.Array) -> jax.Array:

@@ -191,12 +191,8 @@ def test_aliased_gridworld_layout_and_exact_value():
 def test_aliased_gridworld_stochastic_beats_every_deterministic_policy():
     env = envs.AliasedGridworld(gamma=0.9)
     mdp, phi = env.tabular_mdp(), env.features()
-    obs = np.asarray(env.default_params.observations)
-    # every deterministic policy over observations: one action per distinct observation
-    _, obs_class = np.unique(obs, axis=0, return_inverse=True)
-    num_classes = obs_class.max() + 1
-    choices = np.stack(np.meshgrid(*[np.arange(4)] * num_classes, indexing="ij"), -1).reshape(-1, num_classes)
-    logits = 60.0 * jax.nn.one_hot(choices[:, obs_class.reshape(-1)], 4)  # [4^classes, S, A]
+    logits = exact.deterministic_observation_policies(env.default_params.observations, 4)
+    assert logits.shape == (4**5, 6, 4)  # the goal's walls differ from every corridor cell's
     best_deterministic = float(jax.jit(jax.vmap(exact.expected_return, in_axes=(None, 0)))(mdp, logits).max())
     np.testing.assert_allclose(best_deterministic, (-(1 + 0.9 + 0.81) - 1.9 - 1 - 10 - 10) / 5, rtol=1e-4)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlpg import distributions as D
-from rlpg import rollout
+from rlpg import envs, rollout
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,25 @@ def test_evaluate_matches_a_naive_episode_loop():
 def test_unknown_env_suggests_close_names():
     with pytest.raises(ValueError, match="CartPole-v1"):
         rollout.make_env("CartPole-v2")
+
+
+@pytest.mark.parametrize("env_id", sorted(envs.REGISTRY))
+def test_textbook_worlds_by_id_with_linear_policies(env_id):
+    env, env_params = rollout.make_env(env_id)
+    policy = rollout.make_policy(env, env_params, kind="linear")
+    params = policy.init(jax.random.PRNGKey(0))
+    assert all(float(jnp.abs(leaf).max()) == 0.0 for leaf in jax.tree.leaves(params))  # zero at init
+    batch = rollout.reset(jax.random.PRNGKey(1), env, env_params, 3)
+    _, traj = rollout.rollout(jax.random.PRNGKey(2), policy, params, env, env_params, batch, 4)
+    assert traj.reward.shape == (4, 3) and np.all(np.isfinite(np.asarray(traj.log_prob)))
+
+
+def test_make_env_and_policy_errors():
+    with pytest.raises(ValueError, match="Did you mean CliffWalking-v0"):
+        rollout.make_env("CliffWalk-v0")
+    env, env_params = rollout.make_env("CartPole-v1")
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        rollout.make_policy(env, env_params, kind="tabular")
+    env, env_params = rollout.make_env("Breakout-MinAtar")
+    with pytest.raises(ValueError, match="flat observations"):
+        rollout.make_policy(env, env_params, kind="linear")

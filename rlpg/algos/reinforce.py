@@ -49,6 +49,7 @@ class Config:
     num_envs: int = struct.field(pytree_node=False, default=8)
     num_steps: int = struct.field(pytree_node=False, default=500)
     total_timesteps: int = struct.field(pytree_node=False, default=500_000)
+    policy: str = struct.field(pytree_node=False, default="mlp")  # "mlp" or "linear" (rollout.make_policy)
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     activation: str = struct.field(pytree_node=False, default="tanh")
     returns: str = struct.field(pytree_node=False, default="reward_to_go")
@@ -83,6 +84,8 @@ class Config:
             )
         if not self.hidden or any(not isinstance(h, int) or h <= 0 for h in self.hidden):
             raise ValueError(f"`hidden` must be a non-empty tuple of positive layer widths; got {self.hidden!r}.")
+        if self.policy not in rollout.POLICY_KINDS:
+            raise ValueError(f"`policy` must be one of {rollout.POLICY_KINDS}; got {self.policy!r}.")
         if self.returns not in RETURNS:
             raise ValueError(f"`returns` must be one of {RETURNS}; got {self.returns!r}.")
         if self.baseline not in BASELINES:
@@ -137,7 +140,7 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     """REINFORCE as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
     config.validate()
     env, env_params = rollout.make_env(config.env_id)
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
+    policy = rollout.make_policy(env, env_params, config.hidden, config.activation, config.policy)
     obs_shape = env.observation_space(env_params).shape
     value_fn = rollout.policies.mlp_value(obs_shape, config.hidden, config.activation)
     use_value = config.baseline == "value"

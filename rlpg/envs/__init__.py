@@ -14,7 +14,13 @@ episode under the time limit H = `params.max_steps_in_episode` is
 `rlpg.exact.finite_horizon_expected_return(env.tabular_mdp(), logits, H)` (see
 `rlpg.envs.tabular` for the details and for the linear softmax over observations,
 `env.linear_softmax_policy()` with exact J `features_expected_return(mdp, θ, env.features())`).
+
+`make(env_id)` builds them by id (`REGISTRY`: MultiArmedBandit-v0 with arm means 1, 2, 4, 3,
+ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0), and so does
+`rlpg.rollout.make_env`, so the training loops and `experiments.train --env` run on them.
 """
+
+from typing import Any, Callable
 
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
 from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking
@@ -26,7 +32,26 @@ from rlpg.envs.tabular import (
     observation_action_features,
 )
 
+# The textbook worlds by id, for `rlpg.rollout.make_env` and `--env` (gymnax ids work there too).
+REGISTRY: dict[str, Callable[[], Any]] = {
+    "MultiArmedBandit-v0": lambda: MultiArmedBandit(arm_means=(1.0, 2.0, 4.0, 3.0)),
+    "ContinuousBandit-v0": lambda: ContinuousBandit(optimum=1.5, width=1.0),
+    "CliffWalking-v0": CliffWalking,
+    "AliasedGridworld-v0": AliasedGridworld,
+}
+
+
+def make(env_id: str) -> tuple[Any, Any]:
+    """(env, env_params) of a textbook world in `REGISTRY`, with its default parameters."""
+    if env_id not in REGISTRY:
+        raise ValueError(f"`env_id` must be one of {sorted(REGISTRY)}; got {env_id!r}.")
+    env = REGISTRY[env_id]()
+    return env, env.default_params
+
+
 __all__ = [
+    "REGISTRY",
+    "make",
     "AliasedGridworld",
     "CliffWalking",
     "ContinuousBandit",
