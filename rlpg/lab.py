@@ -31,11 +31,13 @@ from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
 from rlpg.policies import Policy
 from rlpg.rollout import Trajectory, reset, rollout
 
-VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "normalized")
+VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline", "normalized")
 """Weights w_t: R(τ); G_t; G_t − J (the exact objective, a constant); G_t − V_t(s_t) (the exact
-time-indexed value); G_t standardized over the batch's steps (biased)."""
+time-indexed value); G_t − V̂_t(s_t) (a value learned by Monte Carlo on another, independent
+batch of the same size, as a baseline fit on earlier data is); G_t standardized over the
+batch's steps (biased)."""
 
-UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline")
+UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline")
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -81,8 +83,27 @@ def sample_episodes(
 # ----------------------------------------------------------------------------- weights and estimates
 
 
+def monte_carlo_values(traj: Trajectory, mask: jax.Array) -> jax.Array:
+    """V̂_t(s) = mean of the reward-to-go G_t over the masked visits of s at time t (0 if none).
+
+    Args:
+      traj: Trajectory [T, M, ...] (one-hot obs [T, M, S]). mask: [T, M].
+    Returns:
+      [T, S] the tabular Monte Carlo value estimate.
+    """
+    check_same_shape(reward=traj.reward, mask=mask)
+    rtg = returns.reward_to_go(traj.reward, traj.done, 1.0)
+    visits = jnp.einsum("tm,tms->ts", mask, traj.obs)
+    totals = jnp.einsum("tm,tms->ts", mask * rtg, traj.obs)
+    return totals / jnp.maximum(visits, 1.0)
+
+
 def variant_weights(
-    traj: Trajectory, mask: jax.Array, values: jax.Array, constant_baseline: jax.Array | float
+    traj: Trajectory,
+    mask: jax.Array,
+    values: jax.Array,
+    constant_baseline: jax.Array | float,
+    learned_values: jax.Array,
 ) -> dict[str, jax.Array]:
     """The per-step weights w_t of every variant, over whatever batch axes traj has.
 
@@ -91,6 +112,7 @@ def variant_weights(
       mask: [T, ...] first-episode mask.
       values: [T + 1, S] time-indexed exact values (`exact.finite_horizon_values`).
       constant_baseline: scalar b of "rtg_const_baseline".
+      learned_values: [T, S] the baseline V̂ of "rtg_learned_baseline", fit on other episodes.
     Returns:
       {variant: [T, ...]}; "normalized" standardizes over ALL entries of the given mask, so
       call this per batch (e.g. under vmap) for a per-batch normalization.
@@ -100,12 +122,15 @@ def variant_weights(
     check_shape("values", values, (T + 1, traj.obs.shape[-1]), "[T + 1, S]")
     dones = traj.done
     rtg = returns.reward_to_go(traj.reward, dones, 1.0)
+    check_shape("learned_values", learned_values, (T, traj.obs.shape[-1]), "[T, S]")
     v_t = jnp.einsum("t...s,ts->t...", traj.obs, values[:T])  # V_t(s_t), obs = onehot(s_t)
+    v_hat = jnp.einsum("t...s,ts->t...", traj.obs, learned_values)
     return {
         "total": returns.total_return(traj.reward, dones, 1.0),
         "reward_to_go": rtg,
         "rtg_const_baseline": rtg - constant_baseline,
         "rtg_value_baseline": rtg - v_t,
+        "rtg_learned_baseline": rtg - v_hat,
         "normalized": returns.normalize(rtg, mask),
     }
 
@@ -143,7 +168,8 @@ def batch_estimates(
       mask: [T, N, M]. logits: [S, A]. values: [T + 1, S]. constant_baseline: scalar.
       batch_size: m (static), 1 <= m <= M.
     Returns:
-      {variant: [N, S, A]}.
+      {variant: [N, S, A]}. Batch n's learned baseline is fit on batch n + 1 (mod N), which is
+      independent of it.
     """
     check_rank("mask", mask, 3, "[T, N, M]")
     m = int(batch_size)
@@ -152,10 +178,13 @@ def batch_estimates(
     sub = jax.tree.map(lambda x: x[:, :, :m], traj)
     sub_mask = mask[:, :, :m]
 
-    def one_batch(t: Trajectory, k: jax.Array):  # t: [T, m, ...]
-        return variant_weights(t, k, values, constant_baseline)
+    learned = jax.vmap(monte_carlo_values, in_axes=(1, 1))(sub, sub_mask)  # [N, T, S]
+    learned = jnp.roll(learned, -1, axis=0)
 
-    weights = jax.vmap(one_batch, in_axes=(1, 1), out_axes=1)(sub, sub_mask)
+    def one_batch(t: Trajectory, k: jax.Array, v_hat: jax.Array):  # t: [T, m, ...]
+        return variant_weights(t, k, values, constant_baseline, v_hat)
+
+    weights = jax.vmap(one_batch, in_axes=(1, 1, 0), out_axes=1)(sub, sub_mask, learned)
     return {v: tabular_estimate(sub.obs, sub.action, logits, w * sub_mask) for v, w in weights.items()}
 
 
