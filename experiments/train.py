@@ -11,6 +11,7 @@ Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint
 from __future__ import annotations
 
 import dataclasses
+import signal
 import time
 from pathlib import Path
 from typing import Literal
@@ -76,10 +77,18 @@ class Args:
     """run folder (default: runs/<algo>-<env>-<time>)"""
     overwrite: bool = False
     """replace an existing run folder"""
+    checkpoint_every: int = 0
+    """train in chunks of this many updates, saving a resume point (complete training state and
+    metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
+    resume: Path | None = None
+    """continue the interrupted run in this folder, with its saved flags"""
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
-SCRIPT_FLAGS = ("algo", "env", "num_seeds", "seed", "vectorize_seeds", "eval_episodes", "greedy_eval", "out", "overwrite")
+SCRIPT_FLAGS = (
+    "algo", "env", "num_seeds", "seed", "vectorize_seeds", "eval_episodes", "greedy_eval", "out", "overwrite",
+    "checkpoint_every", "resume",
+)
 
 
 def make_config(args: Args):
@@ -101,32 +110,69 @@ def make_config(args: Args):
 
 
 def run(args: Args) -> dict:
-    """Train, evaluate and write the run folder; returns the summary."""
+    """Train in chunks (saving a resume point after each), evaluate, write the run folder;
+    returns the summary. With `args.resume`, continue the run saved in that folder instead."""
+    if args.resume is not None:
+        args, out = resume_args(args.resume)
+    else:
+        out = None
     if args.num_seeds < 1:
         raise ValueError(f"`num_seeds` must be >= 1; got {args.num_seeds}.")
     if args.eval_episodes < 1:
         raise ValueError(f"`eval_episodes` must be >= 1; got {args.eval_episodes}.")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"`checkpoint_every` must be >= 0 (0: once, at the end); got {args.checkpoint_every}.")
     module, config = make_config(args)
-    out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = experiment.prepare_run_dir(out, args.overwrite)
-    experiment.write_json(out / experiment.CONFIG_FILE, {
-        "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
-        "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
-    })
+    if out is None:
+        out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = experiment.prepare_run_dir(out, args.overwrite)
+        experiment.write_json(out / experiment.CONFIG_FILE, {
+            "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
+            "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
+        })
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps -> {out}", flush=True)
 
-    # One program for all seeds. Compile first, so the two times are apart.
     progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, args.vectorize_seeds)
     algorithm = module.make_algorithm(config, progress)
-    train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), args.vectorize_seeds))
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
+    chunk = args.checkpoint_every or algorithm.num_updates
+    init = jax.jit(algos.over_seeds(algorithm.init, args.vectorize_seeds))
+    run_chunk = jax.jit(
+        lambda state, n: algos.over_seeds(lambda s: algos.run_updates(algorithm.update, s, n), args.vectorize_seeds)(state),
+        static_argnums=1,
+    )
+
     t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(compiled(keys))
-    train_s = time.perf_counter() - t0
+    state = jax.block_until_ready(init(keys))
+    compile_s, train_s = time.perf_counter() - t0, 0.0
+    metrics: dict[str, np.ndarray] = {}
+    point = experiment.latest_resume_point(out) if args.resume is not None else None
+    if point is not None:
+        state, metrics = experiment.restore_resume_point(point, state)
+        print(f"resumed from {point} (update {int(np.asarray(state.update)[0])})", flush=True)
+    compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
+    with StopOnSignal() as stop:
+        while (done := int(np.asarray(state.update)[0])) < algorithm.num_updates:
+            n = min(chunk, algorithm.num_updates - done)
+            if n not in compiled:
+                t0 = time.perf_counter()
+                compiled[n] = run_chunk.lower(state, n).compile()
+                compile_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            progress.begin_chunk()
+            new_state, new_metrics = jax.block_until_ready(compiled[n](state))
+            train_s += time.perf_counter() - t0
+            check_finite(new_metrics, out)
+            state = new_state
+            metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
+                       for k, v in jax.device_get(new_metrics).items()}
+            if args.checkpoint_every or stop.signum is not None:
+                experiment.save_resume_point(out, state, metrics)
+            if stop.signum is not None:
+                print(f"stopped by signal {stop.signum} after update {done + n}; continue with "
+                      f"`python -m experiments.train --resume {out}`", flush=True)
+                raise SystemExit(128 + stop.signum)
 
     evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
         key, algorithm.policy, params, algorithm.env, algorithm.env_params, args.eval_episodes, args.greedy_eval
@@ -146,7 +192,7 @@ def run(args: Args) -> dict:
         "eval_return_median_over_seeds": float(np.median(eval_returns.mean(axis=1))),
         "compile_seconds": compile_s,
         "train_seconds": train_s,
-        "env_steps_per_second": total_steps * args.num_seeds / train_s,
+        "env_steps_per_second": total_steps * args.num_seeds / train_s if train_s else float("nan"),
     }
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)
     experiment.write_metrics_csv(out / experiment.METRICS_FILE, metrics)
@@ -157,6 +203,50 @@ def run(args: Args) -> dict:
           f"compile {compile_s:.1f}s, train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env-steps/s; "
           f"wrote {out}", flush=True)
     return summary
+
+
+def resume_args(run_dir: Path) -> tuple[Args, Path]:
+    """The saved flags of the run in `run_dir` (other flags are ignored when resuming)."""
+    saved = experiment.load_config(run_dir)["args"]
+    if (Path(run_dir) / experiment.SUMMARY_FILE).exists():
+        raise ValueError(f"`resume`: the run in {run_dir} has finished (it has {experiment.SUMMARY_FILE}).")
+    saved["out"] = Path(run_dir)
+    saved["resume"] = None
+    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), Path(run_dir)
+
+
+def check_finite(metrics: dict, out: Path) -> None:
+    """Stop with the first (seed, update) whose loss or gradient norm is NaN or inf."""
+    for name in ("loss", "grad_norm"):
+        if name not in metrics:
+            continue
+        bad = ~np.isfinite(np.asarray(metrics[name]))
+        if bad.any():
+            seed, i = (int(j[0]) for j in np.nonzero(bad))
+            update = int(np.asarray(metrics["update"])[seed, i])
+            point = experiment.latest_resume_point(out)
+            kept = f"the last good resume point {point} is intact" if point else "no resume point was written yet"
+            raise FloatingPointError(
+                f"non-finite {name} ({np.asarray(metrics[name])[seed, i]}) at update {update} of seed {seed}: "
+                f"training stopped; {kept}."
+            )
+
+
+class StopOnSignal:
+    """Within the block, SIGINT and SIGTERM only set `signum`: the run saves and stops between chunks."""
+
+    def __enter__(self):
+        self.signum = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def main() -> None:

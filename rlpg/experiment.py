@@ -2,6 +2,8 @@
 
 A run folder holds `config.json`, `metrics.csv`, `summary.json`, `learning_curve.png` and
 `checkpoint/` (orbax) with the final parameters of every seed, stacked on a leading axis.
+While it trains, `resume/update_<n>/` holds the latest resume point: the complete training
+state of every seed (orbax) and the metrics of updates 1..n (`metrics.npz`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 CHECKPOINT_DIR = "checkpoint"
+RESUME_DIR = "resume"
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -58,8 +61,14 @@ class ProgressPrinter:
         self.print_fn = print_fn
         self._pending: dict[int, list[dict]] = {}
         self._seed = 0
+        self._last_update = -1
         self._lock = threading.Lock()
         self._start = time.perf_counter()
+
+    def begin_chunk(self) -> None:
+        """Call before each call of a program that runs the seeds one after another."""
+        with self._lock:
+            self._seed, self._last_update = 0, -1
 
     def __call__(self, metrics: Mapping[str, Any]) -> None:
         row = {k: float(np.asarray(v)) for k, v in metrics.items()}
@@ -72,11 +81,12 @@ class ProgressPrinter:
                     return
                 del self._pending[update]
                 who = f"{len(rows)} seeds"
-            else:
+            else:  # seeds run one after another: a report not later than the last is the next seed's
+                if update <= self._last_update:
+                    self._seed += 1
+                self._last_update = update
                 rows = [row]
                 who = f"seed {self._seed + 1}/{self.num_seeds}"
-                if update >= self.total_updates:
-                    self._seed += 1
         returns = np.array([r["episode_return"] for r in rows])
         finite = returns[np.isfinite(returns)]
         mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"
@@ -164,6 +174,51 @@ def restore_params(path: Path) -> Any:
     import orbax.checkpoint as ocp
 
     return ocp.StandardCheckpointer().restore(Path(path).absolute())
+
+
+def save_resume_point(run_dir: Path, state: Any, metrics: Mapping[str, np.ndarray]) -> Path:
+    """Write `resume/update_<n>/` (n = the state's update count), atomically, then drop older points.
+
+    state: the training state of every seed (leading seed axis). metrics: {name: [seeds, n]}.
+    The point is assembled under a temporary name and renamed into place, so a kill at any
+    moment leaves the previous point intact.
+    """
+    import orbax.checkpoint as ocp
+
+    root = Path(run_dir).absolute() / RESUME_DIR
+    update = int(np.asarray(state.update).reshape(-1)[0])
+    final = root / f"update_{update:07d}"
+    tmp = root / f".tmp-update_{update:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp / "state", state)
+    checkpointer.wait_until_finished()
+    np.savez(tmp / "metrics.npz", **{k: np.asarray(v) for k, v in metrics.items()})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in root.glob("update_*"):
+        if old != final:
+            shutil.rmtree(old)
+    return final
+
+
+def latest_resume_point(run_dir: Path) -> Path | None:
+    """The newest complete `resume/update_<n>/` of a run folder, or None."""
+    points = sorted((Path(run_dir) / RESUME_DIR).glob("update_*"))
+    return points[-1] if points else None
+
+
+def restore_resume_point(point: Path, abstract_state: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(state, metrics) saved by `save_resume_point`; `abstract_state` gives the state's
+    structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
+    import orbax.checkpoint as ocp
+
+    state = ocp.StandardCheckpointer().restore(Path(point).absolute() / "state", abstract_state)
+    with np.load(Path(point) / "metrics.npz") as saved:
+        metrics = {k: saved[k] for k in saved.files}
+    return state, metrics
 
 
 def load_config(run_dir: str | Path) -> dict:

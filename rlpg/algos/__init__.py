@@ -15,19 +15,21 @@ from rlpg.algos.common import Algorithm, run_updates, train_fn
 ALGOS = {"reinforce": reinforce}
 
 
-def over_seeds(train: Callable, vectorize: bool = False) -> Callable:
-    """`train` over a leading seed axis: `(keys [S], hparams {name: [S]} | None) -> outputs [S, ...]`.
+def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
+    """`fn` over a leading seed axis of all its arguments, e.g. `train`:
+    `(keys [S], hparams {name: [S]} | None) -> outputs [S, ...]`, or an algorithm's `init`, or a
+    chunk of updates `state -> (state, metrics)` over states [S, ...].
 
     vectorize=False runs the seeds one after another with `lax.map` inside one program: each
-    seed executes exactly the computation a lone `train(key)` compiles, so seed i of a batch
+    seed executes exactly the computation a lone `fn` compiles, so seed i of a batch
     equals that seed run alone, bit for bit. vectorize=True uses `jax.vmap`: wider operations
     (the better choice on an accelerator), but XLA picks different kernels and fusions for
     batched operations, so results agree with a lone run only to float rounding, and RL
     amplifies such differences within tens of updates.
     """
     if vectorize:
-        return jax.vmap(train)
-    return lambda keys, hparams=None: jax.lax.map(lambda args: train(*args), (keys, hparams))
+        return jax.vmap(fn)
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
 
 __all__ = ["ALGOS", "Algorithm", "over_seeds", "reinforce", "run_updates", "train_fn"]
