@@ -79,12 +79,35 @@ def test_load_policy_rejects_bad_input(run_dir):
         rlpg.load_policy(out / "nowhere")
 
 
-def test_bad_flags_fail_before_training(tmp_path):
-    with pytest.raises(ValueError, match="`lr` must be > 0"):
-        train_cli.run(train_cli.Args(lr=-1.0, out=tmp_path / "a"))
-    assert not (tmp_path / "a").exists()
-    with pytest.raises(ValueError, match="`num_seeds` must be >= 1"):
-        train_cli.run(train_cli.Args(num_seeds=0, out=tmp_path / "b"))
+@pytest.mark.parametrize(
+    "flags, error, words",
+    [
+        (dict(lr=-1.0), ValueError, "`lr` must be > 0; got -1.0"),
+        (dict(num_seeds=0), ValueError, "`num_seeds` must be >= 1; got 0"),
+        (dict(eval_episodes=0), ValueError, "`eval_episodes` must be >= 1; got 0"),
+        (dict(checkpoint_every=-2), ValueError, "`checkpoint_every` must be >= 0"),
+        (dict(algo="reinforse"), ValueError, r"`algo` must be one of \['reinforce'"),
+        (dict(env="Acrobat-v1"), ValueError, "Did you mean Acrobot-v1"),
+        (dict(env="Breakout-MinAtar", policy="linear"), ValueError, r"linear policy needs flat observations.*\(10, 10, 4\)"),
+        (dict(policy="tabular"), ValueError, "`policy` must be one of"),
+        (dict(num_envs=-8), ValueError, "`num_envs` must be a positive integer; got -8"),
+        (dict(total_timesteps=10), ValueError, r"`total_timesteps` \(10\) must be at least"),
+        (dict(hidden=(64, 0)), ValueError, "`hidden` must be a non-empty tuple of positive layer widths"),
+        (dict(value_coef=-1.0), ValueError, "`value_coef`"),
+        (dict(reward_scale=0.0), ValueError, "`reward_scale` must be > 0"),
+        (dict(gamma=-0.1), ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got -0.1"),
+        (dict(log_every=-1), ValueError, "`log_every` must be >= 0"),
+    ],
+)
+def test_bad_flags_fail_before_training(tmp_path, flags, error, words):
+    with pytest.raises(error, match=words):
+        train_cli.run(train_cli.Args(out=tmp_path / "run", **flags))
+    assert not (tmp_path / "run").exists()  # nothing written, nothing compiled
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        train_cli.run(train_cli.Args(resume=tmp_path))
 
 
 def test_console_entry_point_parses_flags():

@@ -98,7 +98,8 @@ class Config:
         check_in_interval("ent_coef", self.ent_coef, 0.0, float("inf"))
         check_positive("max_grad_norm", self.max_grad_norm)
         check_positive("reward_scale", self.reward_scale)
-        rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
+        env, env_params = rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
+        rollout.make_policy(env, env_params, self.hidden, self.activation, self.policy)  # and policies that don't fit the env
         return self
 
 
