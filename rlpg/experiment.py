@@ -125,10 +125,15 @@ def write_metrics_csv(path: Path, metrics: Mapping[str, jax.Array]) -> None:
 
 
 def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (imported on first use: plotting is optional)."""
+    """matplotlib.pyplot, imported on first use (plotting is optional): on the headless Agg
+    backend, unless pyplot was imported before with a backend of its own (a notebook keeps
+    its inline plots)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -117,3 +117,19 @@ def test_console_entry_point_parses_flags():
     assert result.returncode == 0
     for flag in ("--algo", "--env", "--num-seeds", "--total-timesteps", "--num-envs", "--num-steps", "--lr", "--gamma", "--seed", "--out"):
         assert flag in result.stdout, flag
+
+
+def test_pyplot_keeps_a_backend_chosen_before():
+    """A notebook's inline backend survives the plots of rlpg.experiment."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from rlpg import experiment
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        assert experiment.pyplot() is plt
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)
