@@ -1,0 +1,121 @@
+"""Training over many devices with JAX's own SPMD machinery: a [seeds, envs] device mesh.
+
+Two kinds of parallelism, one mesh axis each:
+
+- "seeds": seeds (and hyperparameter-grid points) are independent runs. `jax.shard_map` gives
+  each device its slice of the keys [S] and hparams {name: [S]}; the device runs its seeds
+  with `algos.over_seeds` (`lax.map` by default), so every seed executes exactly the program
+  it compiles to alone and comes out bit for bit equal to the unsharded run.
+- "envs": the environments of one run are data-parallel. The training state's env batch (the
+  leading [num_envs] axis of every leaf of `state.envs`) is pinned to the "envs" axis with a
+  sharding constraint after `init` and after every `update`; XLA's SPMD partitioner
+  propagates it through the rollout, and every reduction over the batch (the loss means, hence
+  the gradient average, the advantage normalization, the batch-mean baseline, the episode
+  statistics) becomes a per-device partial sum and an all-reduce. This is chosen over
+  `shard_map` + `lax.pmean` of the gradients because it computes the unsharded update's
+  math exactly, masked and normalized means included (a pmean of per-device means would weigh
+  devices equally, whatever their episode-mask counts), and needs no change to the algorithm.
+  Results agree with one device up to float summation order.
+
+Multi-host: call `jax.distributed.initialize()` first in every process; `jax.devices()` then
+lists the devices of all hosts, `make_mesh` spans them, and every process runs the same
+program on the same keys (docs/multihost.md).
+
+    mesh = sharding.make_mesh(seeds=2, envs=2)              # 4 devices
+    train = jax.jit(sharding.distribute(reinforce.make_algorithm(config), mesh))
+    state, metrics = train(keys)                            # keys [S], S divisible by 2
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from rlpg import algos
+from rlpg.algos.common import Algorithm
+
+SEEDS = "seeds"
+ENVS = "envs"
+
+
+def make_mesh(seeds: int = 1, envs: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A [seeds, envs] mesh over `devices` (default: all of `jax.devices()`), axes named
+    "seeds" and "envs"; `seeds * envs` must equal the number of devices.
+
+    Both axes are `AxisType.Auto`: the env axis relies on XLA propagating shardings.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    for name, size in (("seeds", seeds), ("envs", envs)):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"`{name}` must be a positive integer; got {size!r}.")
+    if seeds * envs != len(devices):
+        raise ValueError(
+            f"`seeds` × `envs` must equal the number of devices ({len(devices)}); "
+            f"got seeds={seeds} × envs={envs} = {seeds * envs}."
+        )
+    return jax.make_mesh((seeds, envs), (SEEDS, ENVS), axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+
+
+def check_divisible(mesh: Mesh, num_seeds: int | None = None, num_envs: int | None = None) -> None:
+    """Raise ValueError unless num_seeds splits evenly over the "seeds" axis and num_envs over "envs"."""
+    for name, count, axis in (("num_seeds", num_seeds, SEEDS), ("num_envs", num_envs, ENVS)):
+        if count is not None and count % mesh.shape[axis]:
+            raise ValueError(
+                f"`{name}` ({count}) must be divisible by the mesh's {axis!r} axis ({mesh.shape[axis]} devices)."
+            )
+
+
+def shard_envs(algorithm: Algorithm, mesh: Mesh) -> Algorithm:
+    """`algorithm` with its env batch split over the mesh's "envs" axis (data-parallel updates).
+
+    The state must carry its environments as `state.envs`, every leaf with a leading
+    [num_envs] axis; `init` and `update` pin that axis to "envs" and leave the rest of the
+    state (params, optimizer state) to XLA, which keeps it replicated.
+    """
+    envs_sharding = NamedSharding(mesh, PartitionSpec(ENVS))
+
+    def constrain(state):
+        if not hasattr(state, "envs"):
+            raise TypeError(f"env sharding needs the training state's `envs` field; {type(state).__name__} has none.")
+        check_divisible(mesh, num_envs=jax.tree.leaves(state.envs)[0].shape[0])
+        return state.replace(envs=jax.lax.with_sharding_constraint(state.envs, envs_sharding))
+
+    def init(key: jax.Array, hparams: dict | None = None):
+        return constrain(algorithm.init(key, hparams))
+
+    def update(state) -> tuple[Any, dict]:
+        state, metrics = algorithm.update(state)
+        return constrain(state), metrics
+
+    return algorithm._replace(init=init, update=update)
+
+
+def distribute(algorithm: Algorithm, mesh: Mesh, vectorize: bool = False) -> Callable:
+    """`train(keys [S], hparams {name: [S]} | None) -> (state, metrics)` over the whole mesh.
+
+    Seeds split over the "seeds" axis (S/seeds per device, run with
+    `algos.over_seeds(train, vectorize)`); each run's environments split over "envs". Outputs
+    have the leading [S] axis of `over_seeds`, sharded over "seeds" (and `state.envs` over
+    "envs" on its env axis). jit it from outside, as `over_seeds`.
+    """
+    if mesh.shape[ENVS] > 1:
+        algorithm = shard_envs(algorithm, mesh)
+    over_seeds = algos.over_seeds(algos.train_fn(algorithm), vectorize)
+    # Manual over "seeds" only, so XLA still partitions the env axis inside. check_vma=False:
+    # the seeds never communicate, and a fresh state's constants are not "varying" over seeds.
+    per_device = jax.shard_map(
+        over_seeds,
+        mesh=mesh,
+        in_specs=PartitionSpec(SEEDS),
+        out_specs=PartitionSpec(SEEDS),
+        axis_names={SEEDS},
+        check_vma=False,
+    )
+
+    def train(keys: jax.Array, hparams: dict | None = None):
+        check_divisible(mesh, num_seeds=keys.shape[0])
+        return per_device(keys, hparams)
+
+    return train
