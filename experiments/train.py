@@ -6,6 +6,19 @@
 Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed 3 --num-seeds 1`
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
+
+Many devices (rlpg.sharding): `--devices all` spreads the seeds over every device, still bit for
+bit; `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
+across them, equal to one device up to float rounding), and the remaining factor splits the
+seeds. num_seeds must be divisible by (devices / E), num_envs by E.
+
+    python -m experiments.train --devices all --num-seeds 8                 # seeds over all devices
+    python -m experiments.train --devices all --mesh-envs 2 --num-envs 64   # 2 devices per run
+
+Multi-host: start the same command in every process with `--distributed`, which calls
+`jax.distributed.initialize()` (cluster auto-detection: SLURM, Open MPI, Kubernetes, TPU pods)
+before anything else; `--devices all` then means the devices of all hosts. docs/multihost.md
+has the details and a manual launch.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, experiment, rollout
+from rlpg import algos, experiment, rollout, sharding
 
 
 @dataclasses.dataclass
@@ -64,6 +77,12 @@ class Args:
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""
+    devices: Literal["one", "all"] = "one"
+    """train on the default device, or on all devices (of all hosts, with --distributed)"""
+    mesh_envs: int = 1
+    """with --devices all: devices that split each run's environments; the rest split the seeds"""
+    distributed: bool = False
+    """multi-host: call jax.distributed.initialize() first (see docs/multihost.md)"""
     log_every: int = 10
     """print a progress line every this many updates (0: never)"""
     eval_episodes: int = 32
@@ -77,7 +96,10 @@ class Args:
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
-SCRIPT_FLAGS = ("algo", "env", "num_seeds", "seed", "vectorize_seeds", "eval_episodes", "greedy_eval", "out", "overwrite")
+SCRIPT_FLAGS = (
+    "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
+    "eval_episodes", "greedy_eval", "out", "overwrite",
+)
 
 
 def make_config(args: Args):
@@ -98,6 +120,20 @@ def make_config(args: Args):
     return module, module.Config(**values).validate()
 
 
+def make_mesh(args: Args, config):
+    """The [seeds, envs] device mesh of --devices all (None for one device), checked against the batch."""
+    if args.devices == "one":
+        if args.mesh_envs != 1:
+            raise ValueError(f"`--mesh-envs` ({args.mesh_envs}) needs `--devices all`.")
+        return None
+    count = jax.device_count()
+    if args.mesh_envs < 1 or count % args.mesh_envs:
+        raise ValueError(f"`--mesh-envs` must divide the number of devices ({count}); got {args.mesh_envs}.")
+    mesh = sharding.make_mesh(seeds=count // args.mesh_envs, envs=args.mesh_envs)
+    sharding.check_divisible(mesh, num_seeds=args.num_seeds, num_envs=config.num_envs)
+    return mesh
+
+
 def run(args: Args) -> dict:
     """Train, evaluate and write the run folder; returns the summary."""
     if args.num_seeds < 1:
@@ -105,19 +141,26 @@ def run(args: Args) -> dict:
     if args.eval_episodes < 1:
         raise ValueError(f"`eval_episodes` must be >= 1; got {args.eval_episodes}.")
     module, config = make_config(args)
+    mesh = make_mesh(args, config)
     out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = experiment.prepare_run_dir(out, args.overwrite)
     experiment.write_json(out / experiment.CONFIG_FILE, {
         "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
         "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
     })
+    devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
-          f"{config.steps_per_update} env steps -> {out}", flush=True)
+          f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
     # One program for all seeds. Compile first, so the two times are apart.
-    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, args.vectorize_seeds)
+    # Seeds on different devices report concurrently, as vmapped ones do: one line per update.
+    concurrent = args.vectorize_seeds or mesh is not None
+    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, concurrent)
     algorithm = module.make_algorithm(config, progress)
-    train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), args.vectorize_seeds))
+    if mesh is None:
+        train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), args.vectorize_seeds))
+    else:
+        train = jax.jit(sharding.distribute(algorithm, mesh, args.vectorize_seeds))
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
     t0 = time.perf_counter()
     compiled = train.lower(keys).compile()
@@ -125,6 +168,7 @@ def run(args: Args) -> dict:
     t0 = time.perf_counter()
     state, metrics = jax.block_until_ready(compiled(keys))
     train_s = time.perf_counter() - t0
+    state, metrics = sharding.gather((state, metrics))  # multi-host: every process gets all seeds
 
     evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
         key, algorithm.policy, params, algorithm.env, algorithm.env_params, args.eval_episodes, args.greedy_eval
@@ -145,6 +189,7 @@ def run(args: Args) -> dict:
         "compile_seconds": compile_s,
         "train_seconds": train_s,
         "env_steps_per_second": total_steps * args.num_seeds / train_s,
+        "mesh": dict(mesh.shape) if mesh is not None else None,
     }
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)
     experiment.write_metrics_csv(out / experiment.METRICS_FILE, metrics)
@@ -158,7 +203,10 @@ def run(args: Args) -> dict:
 
 
 def main() -> None:
-    run(tyro.cli(Args))
+    args = tyro.cli(Args)
+    if args.distributed:
+        jax.distributed.initialize()
+    run(args)
 
 
 if __name__ == "__main__":

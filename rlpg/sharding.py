@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from rlpg import algos
@@ -119,3 +120,11 @@ def distribute(algorithm: Algorithm, mesh: Mesh, vectorize: bool = False) -> Cal
         return per_device(keys, hparams)
 
     return train
+
+
+def gather(tree: Any) -> Any:
+    """`tree` whole in every process: multi-host, each process holds only its devices' shards,
+    so they are all-gathered into host arrays; a single process gets `tree` back as it is."""
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.process_allgather(tree, tiled=True)
