@@ -154,8 +154,8 @@ def run(args: Args) -> dict:
 
     # One program for all seeds. Compile first, so the two times are apart.
     # Seeds on different devices report concurrently, as vmapped ones do: one line per update.
-    concurrent = args.vectorize_seeds or mesh is not None
-    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, concurrent)
+    reporting = args.num_seeds if mesh is None else sharding.reporting_seeds(mesh, args.num_seeds)
+    progress = experiment.ProgressPrinter(reporting, config.num_updates, args.vectorize_seeds or mesh is not None)
     algorithm = module.make_algorithm(config, progress)
     if mesh is None:
         train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), args.vectorize_seeds))

@@ -122,6 +122,17 @@ def distribute(algorithm: Algorithm, mesh: Mesh, vectorize: bool = False) -> Cal
     return train
 
 
+def reporting_seeds(mesh: Mesh, num_seeds: int) -> int:
+    """How many seeds' progress callbacks (`common.report`) run in this process.
+
+    XLA runs a callback of the env-partitioned program once per seed, on the first device of
+    the seed's "envs" row: all `num_seeds` in a single process, only the rows this process
+    leads in a multi-host run.
+    """
+    rows_here = sum(row[0].process_index == jax.process_index() for row in mesh.devices)
+    return num_seeds // mesh.shape[SEEDS] * rows_here
+
+
 def gather(tree: Any) -> Any:
     """`tree` whole in every process: multi-host, each process holds only its devices' shards,
     so they are all-gathered into host arrays; a single process gets `tree` back as it is."""

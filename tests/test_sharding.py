@@ -68,6 +68,14 @@ def test_outputs_are_split_over_the_devices(report, mesh, metric_shard, envs_sha
     assert run["obs_devices"] == NUM_DEVICES
 
 
+@pytest.mark.parametrize("mesh", ["4x1", "2x2"])
+def test_progress_reports_once_per_seed_and_update(report, mesh):
+    """Not once per device: an env-sharded seed reports from one device of its row."""
+    run = report["meshes"][mesh]
+    assert run["reporting_seeds"] == 4
+    assert run["progress_calls"] == [1] * 4 + [2] * 4 + [3] * 4
+
+
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -102,8 +110,9 @@ def _checks() -> dict:
         return {name: np.asarray(x).tolist() for name, x in {**metrics, **params}.items()}
 
     timings = {}
-    config = reinforce.Config(num_envs=8, num_steps=32, total_timesteps=8 * 32 * 3, hidden=(16,))
-    algorithm = reinforce.make_algorithm(config)
+    calls = []  # the update number of every progress report
+    config = reinforce.Config(num_envs=8, num_steps=32, total_timesteps=8 * 32 * 3, hidden=(16,), log_every=1)
+    algorithm = reinforce.make_algorithm(config, progress=lambda m: calls.append(int(m["update"])))
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4))
     hparams = {"lr": jnp.array([1e-3, 3e-3, 1e-2, 3e-2])}  # a grid axis rides along the seeds
     t0 = time.perf_counter()
@@ -115,13 +124,17 @@ def _checks() -> dict:
         t0 = time.perf_counter()
         mesh = sharding.make_mesh(seeds=seeds, envs=envs)
         compiled = jax.jit(sharding.distribute(algorithm, mesh)).lower(keys, hparams).compile()
-        state, metrics = compiled(keys, hparams)
+        calls.clear()
+        state, metrics = jax.block_until_ready(compiled(keys, hparams))
+        jax.effects_barrier()
         meshes[f"{seeds}x{envs}"] = {
             "arrays": as_lists(state, metrics),
             "all_reduces": compiled.as_text().count("all-reduce("),
             "loss_shards": [list(s.data.shape) for s in metrics["loss"].addressable_shards],
             "obs_shards": [list(s.data.shape) for s in state.envs.obs.addressable_shards],
             "obs_devices": len({s.device for s in state.envs.obs.addressable_shards}),
+            "progress_calls": sorted(calls),
+            "reporting_seeds": sharding.reporting_seeds(mesh, 4),
         }
         timings[f"{seeds}x{envs}"] = time.perf_counter() - t0
 
