@@ -8,7 +8,7 @@ reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --ve
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 
 Many devices (rlpg.sharding): `--devices all` spreads the seeds over every device, still bit for
-bit; `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
+bit (against one device of the same backend); `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
 across them, equal to one device up to float rounding), and the remaining factor splits the
 seeds. num_seeds must be divisible by (devices / E), num_envs by E.
 

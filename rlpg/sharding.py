@@ -5,7 +5,10 @@ Two kinds of parallelism, one mesh axis each:
 - "seeds": seeds (and hyperparameter-grid points) are independent runs. `jax.shard_map` gives
   each device its slice of the keys [S] and hparams {name: [S]}; the device runs its seeds
   with `algos.over_seeds` (`lax.map` by default), so every seed executes exactly the program
-  it compiles to alone and comes out bit for bit equal to the unsharded run.
+  it compiles to alone and comes out bit for bit equal to the unsharded run in the same process.
+  (Across processes the backend may differ: XLA's CPU compiler emits slightly different code in
+  a process with forced host devices, so a 4-device CPU process and a 1-device one agree on
+  the same seed only to float rounding, sharded or not.)
 - "envs": the environments of one run are data-parallel. The training state's env batch (the
   leading [num_envs] axis of every leaf of `state.envs`) is pinned to the "envs" axis with a
   sharding constraint after `init` and after every `update`; XLA's SPMD partitioner
