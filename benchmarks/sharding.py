@@ -8,7 +8,8 @@ XLA_FLAGS=--xla_force_host_platform_device_count=D, and measures two layouts on 
 seed-sharded (mesh seeds=D × envs=1, 4 seeds of 16 envs) and env-sharded (mesh 1 × D, one seed
 of 64 envs, gradients all-reduced). The reference is the unsharded program (`jax.jit` of
 `algos.over_seeds`) in the 1-device process. Forced host devices are slices of the same CPU
-cores, so on this machine the table measures the sharding overhead, not a speed-up.
+cores (each device a thread), so on this machine the table measures the sharding overhead
+and at most the cores' parallelism, not a multi-device speed-up.
 Prints a table and writes benchmarks/results/sharding-<platform>.json and .md.
 """
 
@@ -99,7 +100,9 @@ def main() -> None:
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     header = f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device} ({os.cpu_count()} cores), {platform.machine()}"
     print(header, flush=True)
+    load_before = os.getloadavg()[0]
     rows = [row for d in DEVICE_COUNTS for row in run_worker(d, num_updates, args.repeats)]
+    load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     reference = {r["layout"]: r["steps_per_s"] for r in rows if r["program"] == "unsharded"}
     lines = [
         "| devices | layout | mesh (seeds × envs) | seeds × envs per run | env-steps/s | vs unsharded | compile s |",
@@ -112,11 +115,12 @@ def main() -> None:
                      f"{r['steps_per_s']:,.0f} | {r['vs_unsharded']:.2f} | {r['compile_s']:.1f} |")
     table = "\n".join(lines)
     print(table, flush=True)
+    print(load, flush=True)
 
     platform_name = jax.devices()[0].platform
     RESULTS.mkdir(exist_ok=True)
     result = {"header": header, "jax": jax.__version__, "quick": args.quick, "num_updates": num_updates,
-              "num_steps": NUM_STEPS, "repeats": args.repeats, "rows": rows}
+              "num_steps": NUM_STEPS, "repeats": args.repeats, "load": load, "rows": rows}
     (RESULTS / f"sharding-{platform_name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"sharding-{platform_name}.md").write_text(
         f"# Sharded REINFORCE throughput ({platform_name})\n\n{header}; `python -m benchmarks.sharding"
@@ -126,9 +130,11 @@ def main() -> None:
         "devices (shard_map, each device `lax.map`s its seeds). \"envs\": one seed of 64 envs, its env batch "
         "split over the devices (gradient means all-reduced by XLA). \"vs unsharded\": throughput over the "
         "plain `jax.jit(over_seeds(train))` of the same layout on one device, measured in the same run.\n\n"
-        "**Forced host devices share the same CPU cores** (this machine: 2, shared with other jobs), so "
-        "these numbers measure the overhead of the sharded programs (collectives, per-device dispatch), not "
-        "a speed-up; a speed-up needs real devices (several GPUs, or several hosts).\n\n" + table + "\n"
+        "**Forced host devices share the same CPU cores** (this machine: 2): each device runs on its own "
+        "thread, so any gain is bounded by the cores, not by the device count. These numbers measure the "
+        "overhead of the sharded programs (collectives, per-device dispatch) and at most the cores' "
+        "parallelism, not a multi-device speed-up, which needs real devices (GPUs, hosts). Other jobs shared the "
+        f"machine during this run ({load}); the 1 × 1 rows, nearly the unsharded program, show the noise level.\n\n" + table + "\n"
     )
 
 
