@@ -6,6 +6,19 @@
 Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed 3 --num-seeds 1`
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
+
+Many devices (rlpg.sharding): `--devices all` spreads the seeds over every device, still bit for
+bit (against one device of the same backend); `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
+across them, equal to one device up to float rounding), and the remaining factor splits the
+seeds. num_seeds must be divisible by (devices / E), num_envs by E.
+
+    python -m experiments.train --devices all --num-seeds 8                 # seeds over all devices
+    python -m experiments.train --devices all --mesh-envs 2 --num-envs 64   # 2 devices per run
+
+Multi-host: start the same command in every process with `--distributed`, which calls
+`jax.distributed.initialize()` (cluster auto-detection: SLURM, Open MPI, Kubernetes, TPU pods)
+before anything else; `--devices all` then means the devices of all hosts. docs/multihost.md
+has the details and a manual launch.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, experiment, rollout
+from rlpg import algos, experiment, rollout, sharding
 
 
 @dataclasses.dataclass
@@ -67,6 +80,12 @@ class Args:
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""
+    devices: Literal["one", "all"] = "one"
+    """train on the default device, or on all devices (of all hosts, with --distributed)"""
+    mesh_envs: int = 1
+    """with --devices all: devices that split each run's environments; the rest split the seeds"""
+    distributed: bool = False
+    """multi-host: call jax.distributed.initialize() first (see docs/multihost.md)"""
     log_every: int = 10
     """print a progress line every this many updates (0: never)"""
     eval_episodes: int = 32
@@ -86,8 +105,8 @@ class Args:
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
 SCRIPT_FLAGS = (
-    "algo", "env", "num_seeds", "seed", "vectorize_seeds", "eval_episodes", "greedy_eval", "out", "overwrite",
-    "checkpoint_every", "resume",
+    "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
+    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume",
 )
 
 
@@ -109,6 +128,20 @@ def make_config(args: Args):
     return module, module.Config(**values).validate()
 
 
+def make_mesh(args: Args, config):
+    """The [seeds, envs] device mesh of --devices all (None for one device), checked against the batch."""
+    if args.devices == "one":
+        if args.mesh_envs != 1:
+            raise ValueError(f"`--mesh-envs` ({args.mesh_envs}) needs `--devices all`.")
+        return None
+    count = jax.device_count()
+    if args.mesh_envs < 1 or count % args.mesh_envs:
+        raise ValueError(f"`--mesh-envs` must divide the number of devices ({count}); got {args.mesh_envs}.")
+    mesh = sharding.make_mesh(seeds=count // args.mesh_envs, envs=args.mesh_envs)
+    sharding.check_divisible(mesh, num_seeds=args.num_seeds, num_envs=config.num_envs)
+    return mesh
+
+
 def run(args: Args) -> dict:
     """Train in chunks (saving a resume point after each), evaluate, write the run folder;
     returns the summary. With `args.resume`, continue the run saved in that folder instead."""
@@ -123,6 +156,9 @@ def run(args: Args) -> dict:
     if args.checkpoint_every < 0:
         raise ValueError(f"`checkpoint_every` must be >= 0 (0: once, at the end); got {args.checkpoint_every}.")
     module, config = make_config(args)
+    mesh = make_mesh(args, config)
+    if args.distributed and (args.checkpoint_every or args.resume is not None):
+        raise ValueError("`--checkpoint-every` and `--resume` are single-host for now; drop them with `--distributed`.")
     if out is None:
         out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = experiment.prepare_run_dir(out, args.overwrite)
@@ -130,30 +166,40 @@ def run(args: Args) -> dict:
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
             "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
         })
+    devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
-          f"{config.steps_per_update} env steps -> {out}", flush=True)
+          f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
-    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates, args.vectorize_seeds)
+    # Seeds on different devices report concurrently, as vmapped ones do: one line per update.
+    reporting = args.num_seeds if mesh is None else sharding.reporting_seeds(mesh, args.num_seeds)
+    progress = experiment.ProgressPrinter(reporting, config.num_updates, args.vectorize_seeds or mesh is not None)
     algorithm = module.make_algorithm(config, progress)
+    if mesh is not None and mesh.shape[sharding.ENVS] > 1:
+        algorithm = sharding.shard_envs(algorithm, mesh)
+
+    def over_seeds(fn):  # a per-seed function over all seeds, on one device or split over the mesh
+        if mesh is None:
+            return algos.over_seeds(fn, args.vectorize_seeds)
+        return sharding.shard_seeds(fn, mesh, args.vectorize_seeds)
+
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
     chunk = args.checkpoint_every or algorithm.num_updates
-    init = jax.jit(algos.over_seeds(algorithm.init, args.vectorize_seeds))
-    run_chunk = jax.jit(
-        lambda state, n: algos.over_seeds(lambda s: algos.run_updates(algorithm.update, s, n), args.vectorize_seeds)(state),
-        static_argnums=1,
-    )
+    init = jax.jit(over_seeds(algorithm.init))
+    run_chunk = jax.jit(lambda state, n: over_seeds(lambda s: algos.run_updates(algorithm.update, s, n))(state), static_argnums=1)
 
     t0 = time.perf_counter()
     state = jax.block_until_ready(init(keys))
     compile_s, train_s = time.perf_counter() - t0, 0.0
     metrics: dict[str, np.ndarray] = {}
+    done = 0  # updates so far, the same for every seed
     point = experiment.latest_resume_point(out) if args.resume is not None else None
     if point is not None:
         state, metrics = experiment.restore_resume_point(point, state)
-        print(f"resumed from {point} (update {int(np.asarray(state.update)[0])})", flush=True)
+        done = int(metrics["update"][0, -1])
+        print(f"resumed from {point} (update {done})", flush=True)
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
     with StopOnSignal() as stop:
-        while (done := int(np.asarray(state.update)[0])) < algorithm.num_updates:
+        while done < algorithm.num_updates:
             n = min(chunk, algorithm.num_updates - done)
             if n not in compiled:
                 t0 = time.perf_counter()
@@ -163,16 +209,18 @@ def run(args: Args) -> dict:
             progress.begin_chunk()
             new_state, new_metrics = jax.block_until_ready(compiled[n](state))
             train_s += time.perf_counter() - t0
+            new_metrics = jax.device_get(sharding.gather(new_metrics))  # multi-host: every process gets all seeds
             check_finite(new_metrics, out)
-            state = new_state
+            state, done = new_state, done + n
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
-                       for k, v in jax.device_get(new_metrics).items()}
+                       for k, v in new_metrics.items()}
             if args.checkpoint_every or stop.signum is not None:
                 experiment.save_resume_point(out, state, metrics)
             if stop.signum is not None:
-                print(f"stopped by signal {stop.signum} after update {done + n}; continue with "
+                print(f"stopped by signal {stop.signum} after update {done}; continue with "
                       f"`python -m experiments.train --resume {out}`", flush=True)
                 raise SystemExit(128 + stop.signum)
+    state = sharding.gather(state)
 
     evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
         key, algorithm.policy, params, algorithm.env, algorithm.env_params, args.eval_episodes, args.greedy_eval
@@ -193,6 +241,7 @@ def run(args: Args) -> dict:
         "compile_seconds": compile_s,
         "train_seconds": train_s,
         "env_steps_per_second": total_steps * args.num_seeds / train_s if train_s else float("nan"),
+        "mesh": dict(mesh.shape) if mesh is not None else None,
     }
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)
     experiment.write_metrics_csv(out / experiment.METRICS_FILE, metrics)
@@ -250,7 +299,10 @@ class StopOnSignal:
 
 
 def main() -> None:
-    run(tyro.cli(Args))
+    args = tyro.cli(Args)
+    if args.distributed:
+        jax.distributed.initialize()
+    run(args)
 
 
 if __name__ == "__main__":
