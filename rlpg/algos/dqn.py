@@ -76,7 +76,7 @@ class Config:
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     activation: str = struct.field(pytree_node=False, default="relu")
     log_every: int = struct.field(pytree_node=False, default=0)
-    lr: float = 5e-4
+    lr: float = 2.5e-4
     gamma: float = 0.99
     eps_start: float = 1.0
     eps_end: float = 0.05
