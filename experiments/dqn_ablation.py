@@ -6,7 +6,7 @@ gridworld where a greedy Q-policy loses to REINFORCE's stochastic one.
 
 1. Ablation. For each environment (CartPole-v1 and a MinAtar game) and each of the four
    switch settings — replay on/off × target network on/off, all else the `rlpg.algos.dqn`
-   defaults — trains `num_seeds` seeds in one program (seeds vmapped) and evaluates each
+   defaults — trains `num_seeds` seeds in one program (seeds vmapped, or looped with --no-vectorize-seeds) and evaluates each
    seed's final greedy policy (argmax Q) over `eval_episodes` episodes. Reports the median
    over seeds and their spread (min, quartiles, max).
 2. Aliased gridworld (`rlpg.envs.AliasedGridworld`: cells 1 and 3 look alike). DQN learns a
@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import tyro
 
-from rlpg import envs, estimators, exact, experiment, returns, rollout
+from rlpg import algos, envs, estimators, exact, experiment, returns, rollout
 from rlpg.algos import dqn
 
 RESULTS_JSON = "results.json"
@@ -64,8 +64,11 @@ class Args:
     """env steps per seed of each learner on the aliased gridworld"""
     gridworld_episodes: int = 1000
     """evaluation episodes per seed on the aliased gridworld"""
+    vectorize_seeds: bool = True
+    """vmap the seeds (faster runs) instead of looping over them in the program (faster compiles;
+    each seed then equals the same seed run alone, bit for bit)"""
     quick: bool = False
-    """small preset: a few thousand steps, 2 seeds (checks the pipeline, not the numbers)"""
+    """small preset: a few thousand steps, 2 seeds looped (checks the pipeline, not the numbers)"""
 
 
 def apply_preset(args: Args) -> Args:
@@ -73,7 +76,7 @@ def apply_preset(args: Args) -> Args:
     if args.quick:
         return dataclasses.replace(
             args, total_timesteps=(2048,) * len(args.envs), num_seeds=2, eval_episodes=2,
-            gridworld_timesteps=2048, gridworld_episodes=50,
+            gridworld_timesteps=2048, gridworld_episodes=50, vectorize_seeds=False,
         )
     return args
 
@@ -111,15 +114,24 @@ def spread(values) -> dict:
 # ----------------------------------------------------------------------------- 1. the ablation
 
 
-def train_and_evaluate(config: dqn.Config, keys: jax.Array, eval_episodes: int, env=None, env_params=None):
-    """Train `config` on every key (seeds vmapped); returns (state, metrics, final greedy returns [S, E])."""
+def train_and_evaluate(config: dqn.Config, keys: jax.Array, eval_episodes: int, vectorize: bool, env=None, env_params=None):
+    """Train `config` on every key and play each final greedy policy (argmax Q), in one program.
+
+    Returns (state, metrics, final greedy returns [S, eval_episodes]), leading axis the seeds.
+    """
     algorithm = dqn.make_algorithm(config, env=env, env_params=env_params)
-    state, metrics = jax.jit(jax.vmap(dqn.make_train(config, env=env, env_params=env_params)))(keys)
-    evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
-        key, algorithm.policy, params, algorithm.env, algorithm.env_params, eval_episodes, greedy=True
-    )))
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    return state, metrics, np.asarray(evaluate(eval_keys, state.params["policy"]))
+    train = algos.train_fn(algorithm)
+
+    def train_and_play(key, hparams=None):
+        state, metrics = train(key, hparams)
+        final = rollout.evaluate(
+            jax.random.fold_in(key, 1), algorithm.policy, state.params["policy"], algorithm.env,
+            algorithm.env_params, eval_episodes, greedy=True,
+        )
+        return state, metrics, final
+
+    state, metrics, final = jax.jit(algos.over_seeds(train_and_play, vectorize))(keys)
+    return state, metrics, np.asarray(final)
 
 
 def run_ablation(args: Args) -> list[dict]:
@@ -128,7 +140,7 @@ def run_ablation(args: Args) -> list[dict]:
         for replay, target in SWITCHES:
             t0 = time.perf_counter()
             config = dqn_config(env_id, steps, replay=replay, target_network=target)
-            _, metrics, final = train_and_evaluate(config, seed_keys(args), args.eval_episodes)
+            _, metrics, final = train_and_evaluate(config, seed_keys(args), args.eval_episodes, args.vectorize_seeds)
             q_final = np.nanmean(np.asarray(metrics["q_mean"])[:, -max(1, config.num_updates // 10):], axis=1)
             rows.append({
                 "env": env_id, "replay": replay, "target_network": target, "env_steps_per_seed": steps,
@@ -201,7 +213,6 @@ def run_gridworld(args: Args) -> dict:
     horizon = int(env_params.max_steps_in_episode)
     mdp = env.tabular_mdp(env_params)
     keys = seed_keys(args)
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
 
     config = dqn.Config(
         env_id="CartPole-v1",  # a label only: the env instance is passed
@@ -209,7 +220,7 @@ def run_gridworld(args: Args) -> dict:
         gamma=0.9, hidden=(32,),
     ).validate()
     q_network = dqn.make_algorithm(config, env=env, env_params=env_params).policy
-    dqn_state, _, dqn_returns = train_and_evaluate(config, keys, args.gridworld_episodes, env, env_params)
+    dqn_state, _, dqn_returns = train_and_evaluate(config, keys, args.gridworld_episodes, args.vectorize_seeds, env, env_params)
     q_logits = jax.vmap(lambda p: q_network.apply(p, env_params.observations))(dqn_state.params["policy"])
     greedy_logits = 50.0 * jax.nn.one_hot(jnp.argmax(q_logits, -1), env.num_actions)
     dqn_exact = -np.asarray(jax.vmap(lambda l: exact.finite_horizon_expected_return(mdp, l, horizon))(greedy_logits))
@@ -217,10 +228,14 @@ def run_gridworld(args: Args) -> dict:
     num_episodes = 16
     num_iterations = max(1, args.gridworld_timesteps // (num_episodes * horizon))
     policy = env.linear_softmax_policy()
-    thetas = jax.jit(jax.vmap(lambda k: train_reinforce(k, env, env_params, num_iterations, num_episodes)))(keys)
-    pg_returns = np.asarray(jax.jit(jax.vmap(lambda k, th: rollout.evaluate(
-        k, policy, th, env, env_params, args.gridworld_episodes, greedy=False
-    )))(eval_keys, thetas))
+
+    def train_and_play(key, hparams=None):
+        theta = train_reinforce(key, env, env_params, num_iterations, num_episodes)
+        play_key = jax.random.fold_in(key, 1)
+        return theta, rollout.evaluate(play_key, policy, theta, env, env_params, args.gridworld_episodes, greedy=False)
+
+    thetas, pg_returns = jax.jit(algos.over_seeds(train_and_play, args.vectorize_seeds))(keys)
+    pg_returns = np.asarray(pg_returns)
     phi = env.features(env_params)
     pg_exact = -np.asarray(jax.vmap(lambda th: exact.finite_horizon_expected_return(mdp, phi @ th, horizon))(thetas))
     grey_probs = jax.vmap(lambda th: jax.nn.softmax(policy.apply(th, env_params.observations[env.GREY[0]])))(thetas)
