@@ -210,6 +210,14 @@ def epsilon_greedy(q_network: Policy) -> Policy:
     return Policy(init=q_network.init, apply=apply, distribution=distributions.categorical)
 
 
+def transitions(traj: rollout.Trajectory) -> dict:
+    """The replay transitions of a window: {obs, action, reward, terminated, next_obs}, each
+    [T, B, ...] flattened to [T·B, ...] (time-major order)."""
+    fields = {"obs": traj.obs, "action": traj.action, "reward": traj.reward,
+              "terminated": traj.terminated, "next_obs": traj.next_obs}
+    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), fields)
+
+
 def epsilon_schedule(cfg: Config, env_steps: jax.Array) -> jax.Array:
     """ε after `env_steps`: linear from eps_start to eps_end over exploration_fraction × total_timesteps."""
     decay_steps = jnp.maximum(cfg.exploration_fraction * cfg.total_timesteps, 1.0)
@@ -253,13 +261,8 @@ def make_algorithm(
         q_key, env_key, run_key = jax.random.split(key, 3)
         params = {"policy": q_network.init(q_key)}
         envs = rollout.reset(env_key, env, env_params, config.num_envs)
-        example = {
-            "obs": envs.obs[0],
-            "action": jnp.zeros((), jnp.int32),
-            "reward": jnp.zeros((), jnp.float32),
-            "terminated": jnp.zeros((), bool),
-            "next_obs": envs.obs[0],
-        }
+        example = {"obs": envs.obs[0], "action": jnp.zeros((), jnp.int32), "reward": jnp.zeros((), jnp.float32),
+                   "terminated": jnp.zeros((), bool), "next_obs": envs.obs[0]}  # one transition, as `transitions` makes
         return TrainState(
             params=params,
             target_params=params["policy"] if config.target_network else None,
@@ -313,14 +316,7 @@ def make_algorithm(
             rollout_key, behaviour, {"q": state.params["policy"], "epsilon": epsilon},
             env, env_params, state.envs, config.train_freq,
         )
-        flat = lambda x: x.reshape((config.steps_per_update,) + x.shape[2:])  # noqa: E731 - [T, B, ...] -> [T·B, ...]
-        latest = {
-            "obs": flat(traj.obs),
-            "action": flat(traj.action),
-            "reward": flat(traj.reward),
-            "terminated": flat(traj.terminated),
-            "next_obs": flat(traj.next_obs),
-        }
+        latest = transitions(traj)
         buffer = replay.add(state.buffer, latest) if config.replay else None
         done_updates = state.update + 1
         env_steps = done_updates * config.steps_per_update
