@@ -58,6 +58,7 @@ class ProgressPrinter:
         self.print_fn = print_fn
         self._pending: dict[int, list[dict]] = {}
         self._seed = 0
+        self._last_update = 0
         self._lock = threading.Lock()
         self._start = time.perf_counter()
 
@@ -73,10 +74,11 @@ class ProgressPrinter:
                 del self._pending[update]
                 who = f"{len(rows)} seeds"
             else:
+                if update <= self._last_update:  # the updates start over: the next seed is running
+                    self._seed += 1
+                self._last_update = update
                 rows = [row]
                 who = f"seed {self._seed + 1}/{self.num_seeds}"
-                if update >= self.total_updates:
-                    self._seed += 1
         returns = np.array([r["episode_return"] for r in rows])
         finite = returns[np.isfinite(returns)]
         mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"

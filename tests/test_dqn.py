@@ -198,3 +198,15 @@ def test_ablation_quick_writes_its_files(tmp_path):
     assert "| CartPole-v1" in (out / "results.md").read_text()
     with pytest.raises(FileExistsError, match="already holds a run"):
         dqn_ablation.run(args)
+
+
+def test_progress_lines_show_epsilon_and_label_seeds_when_the_last_update_is_not_logged():
+    from rlpg.experiment import ProgressPrinter
+
+    lines = []
+    printer = ProgressPrinter(num_seeds=2, total_updates=25, print_fn=lines.append)
+    for _ in range(2):  # seeds one after another (over_seeds); log_every = 10 never logs update 25
+        for update in (10, 20):
+            printer({"update": update, "env_steps": 64 * update, "episode_return": 9.5, "loss": 0.1, "epsilon": 0.25})
+    assert [line.split("  update")[0] for line in lines] == ["seed 1/2"] * 2 + ["seed 2/2"] * 2
+    assert all("epsilon 0.250" in line and "entropy" not in line for line in lines)
