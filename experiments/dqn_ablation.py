@@ -141,7 +141,7 @@ def run_ablation(args: Args) -> list[dict]:
             t0 = time.perf_counter()
             config = dqn_config(env_id, steps, replay=replay, target_network=target)
             _, metrics, final = train_and_evaluate(config, seed_keys(args), args.eval_episodes, args.vectorize_seeds)
-            q_final = np.nanmean(np.asarray(metrics["q_mean"])[:, -max(1, config.num_updates // 10):], axis=1)
+            q_final = np.asarray(metrics["q_mean"])[:, -max(1, config.num_updates // 10):].mean(axis=1)
             rows.append({
                 "env": env_id, "replay": replay, "target_network": target, "env_steps_per_seed": steps,
                 "final_greedy_return": spread(final.mean(axis=1)),

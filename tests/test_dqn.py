@@ -114,12 +114,15 @@ def test_cartpole_solved_with_replay_and_target_over_five_seeds(cartpole):
 
 def test_metrics_per_update(cartpole):
     config, metrics, _ = cartpole
-    assert set(metrics) == {"update", "env_steps", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"}
+    assert set(metrics) == {
+        "update", "env_steps", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon", "grad_steps"
+    }
     assert all(np.shape(v) == (5, config.num_updates) for v in metrics.values())
     env_steps = np.asarray(metrics["env_steps"][0])
     loss = np.asarray(metrics["loss"])
-    np.testing.assert_array_equal(np.isnan(loss[0]), env_steps < config.learning_starts)  # no step before learning_starts
-    assert np.all(np.isfinite(loss[:, env_steps >= config.learning_starts]))
+    learning = env_steps >= config.learning_starts
+    np.testing.assert_array_equal(np.asarray(metrics["grad_steps"][0]), np.cumsum(learning) * config.gradient_steps)
+    assert np.all(loss[:, ~learning] == 0) and np.all(np.isfinite(loss)) and np.all(loss[:, learning] > 0)
     eps = np.asarray(metrics["epsilon"][0])
     assert eps[0] == config.eps_start and np.isclose(eps[-1], config.eps_end) and np.all(np.diff(eps) <= 0)
 

@@ -306,7 +306,7 @@ def make_algorithm(
         return state, loss.mean(), q_mean.mean()
 
     def skip(state: TrainState, key: jax.Array, latest: dict, cfg: Config):
-        return state, jnp.full((), jnp.nan), jnp.full((), jnp.nan)
+        return state, jnp.zeros(()), jnp.zeros(())
 
     def update(state: TrainState) -> tuple[TrainState, dict]:
         cfg = config.replace(**state.hparams)
@@ -331,6 +331,7 @@ def make_algorithm(
             "loss": loss,
             "q_mean": q_mean,
             "epsilon": epsilon,
+            "grad_steps": state.grad_steps,
         }
         report(progress, config.log_every, metrics)
         return state, metrics
@@ -349,7 +350,8 @@ def make_train(
     `metrics` holds one entry per update (arrays [num_updates]): update, env_steps,
     episode_return, episode_length, episodes (of the ε-greedy episodes that ended in the
     update's window; NaN means when none did), loss and q_mean (mean TD loss and mean Q(s, a)
-    over the update's gradient steps; NaN before `learning_starts`), epsilon (ε used to act).
+    over the update's gradient steps; 0 before `learning_starts`, when no gradient step is
+    taken), epsilon (ε used to act), grad_steps (gradient steps taken so far).
     With `config.log_every = K > 0`, every K updates `progress(metrics_of_that_update)` is called
     from inside the compiled program (default: print a line). `env`, `env_params`: see
     `make_algorithm`.
