@@ -1,7 +1,8 @@
-"""Train a policy-gradient agent on a gymnax environment, many seeds in one XLA program.
+"""Train a policy-gradient (or, for contrast, DQN) agent on a gymnax environment, many seeds in one XLA program.
 
     python -m experiments.train                          # REINFORCE on CartPole-v1, 5 seeds
     python -m experiments.train --env Acrobot-v1 --num-seeds 3 --out runs/acrobot
+    python -m experiments.train --algo dqn --log-every 500      # DQN (replay + target network)
 
 Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed 3 --num-seeds 1`
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
@@ -41,7 +42,7 @@ from rlpg import algos, experiment, rollout, sharding
 class Args:
     """Flags left at None take the algorithm's default (its `Config`)."""
 
-    algo: Literal["reinforce"] = "reinforce"
+    algo: Literal["reinforce", "dqn"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id, or a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0)"""
@@ -77,6 +78,34 @@ class Args:
     """policy family: an MLP, or linear in the observation (softmax or Gaussian)"""
     hidden: tuple[int, ...] | None = None
     """hidden layer widths of the MLPs"""
+    train_freq: int | None = None
+    """DQN: steps of each environment per update"""
+    gradient_steps: int | None = None
+    """DQN: gradient steps per update"""
+    buffer_size: int | None = None
+    """DQN: replay buffer capacity (transitions)"""
+    batch_size: int | None = None
+    """DQN: transitions per gradient step, sampled from the buffer"""
+    learning_starts: int | None = None
+    """DQN: env steps before the first gradient step"""
+    target_update_every: int | None = None
+    """DQN: gradient steps between target-network refreshes"""
+    replay: bool | None = None
+    """DQN: learn from a replay buffer (else from each update's latest transitions only)"""
+    target_network: bool | None = None
+    """DQN: bootstrap from a target network (else from the online network)"""
+    double: bool | None = None
+    """DQN: double DQN (the online network selects the bootstrap action, the target evaluates it)"""
+    loss: Literal["huber", "mse"] | None = None
+    """DQN: TD loss"""
+    eps_start: float | None = None
+    """DQN: initial ε of the ε-greedy policy"""
+    eps_end: float | None = None
+    """DQN: final ε"""
+    exploration_fraction: float | None = None
+    """DQN: fraction of total_timesteps over which ε decays linearly"""
+    tau: float | None = None
+    """DQN: target refresh θ⁻ ← τθ + (1 − τ)θ⁻ (1: copy)"""
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""

@@ -91,10 +91,10 @@ class ProgressPrinter:
         finite = returns[np.isfinite(returns)]
         mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"
         spread = f" [{finite.min():.1f}, {finite.max():.1f}]" if len(rows) > 1 and finite.size else ""
+        extra = "".join(f"  {k} {np.mean([r[k] for r in rows]):.3f}" for k in ("entropy", "epsilon") if k in row)
         self.print_fn(
             f"{who}  update {update:>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
-            f"return {mean}{spread}  entropy {np.mean([r['entropy'] for r in rows]):.3f}  "
-            f"{time.perf_counter() - self._start:6.1f}s"
+            f"return {mean}{spread}{extra}  {time.perf_counter() - self._start:6.1f}s"
         )
 
 

@@ -73,11 +73,12 @@ def report(progress: Callable[[dict], None], log_every: int, metrics: dict) -> N
 
 
 def print_progress(metrics: dict) -> None:
-    """Default progress line: update, env steps, mean episode return, and the entropy if known."""
+    """Default progress line: update, env steps, mean episode return, and the entropy and ε if known."""
     line = (
         f"update {int(metrics['update']):>5d}  env steps {int(metrics['env_steps']):>9,d}  "
         f"return {float(metrics['episode_return']):8.2f}"
     )
-    if "entropy" in metrics:
-        line += f"  entropy {float(metrics['entropy']):.3f}"
+    for name in ("entropy", "epsilon"):
+        if name in metrics:
+            line += f"  {name} {float(metrics[name]):.3f}"
     print(line, flush=True)
