@@ -13,6 +13,7 @@ import json
 import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -154,7 +155,8 @@ def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for curve in returns:
         ax.plot(steps, curve, color="tab:blue", alpha=0.15, lw=0.8)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # updates where no episode ended are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         ax.fill_between(steps, np.nanmin(returns, 0), np.nanmax(returns, 0), color="tab:blue", alpha=0.2, lw=0)
         ax.plot(steps, np.nanmean(returns, 0), color="tab:blue", lw=2, label=f"mean of {len(returns)} seeds")
     ax.set_xlabel("env steps (per seed)")
