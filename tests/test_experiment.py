@@ -86,7 +86,7 @@ def test_load_policy_rejects_bad_input(run_dir):
         (dict(num_seeds=0), ValueError, "`num_seeds` must be >= 1; got 0"),
         (dict(eval_episodes=0), ValueError, "`eval_episodes` must be >= 1; got 0"),
         (dict(checkpoint_every=-2), ValueError, "`checkpoint_every` must be >= 0"),
-        (dict(algo="reinforse"), ValueError, r"`algo` must be one of \['reinforce'"),
+        (dict(algo="reinforse"), ValueError, r"`algo` must be one of \[.*'reinforce'.*\]; got 'reinforse'"),
         (dict(env="Acrobat-v1"), ValueError, "Did you mean Acrobot-v1"),
         (dict(env="Breakout-MinAtar", policy="linear"), ValueError, r"linear policy needs flat observations.*\(10, 10, 4\)"),
         (dict(policy="tabular"), ValueError, "`policy` must be one of"),
