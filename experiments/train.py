@@ -27,7 +27,7 @@ from rlpg import algos, experiment, rollout
 class Args:
     """Flags left at None take the algorithm's default (its `Config`)."""
 
-    algo: Literal["reinforce"] = "reinforce"
+    algo: Literal["reinforce", "ppo"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id"""
@@ -59,6 +59,24 @@ class Args:
     """global-norm gradient clipping"""
     reward_scale: float | None = None
     """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
+    lam: float | None = None
+    """GAE λ (actor-critic algorithms)"""
+    clip_eps: float | None = None
+    """PPO: clipping range ε of the probability ratio (and of the value, with --clip-value)"""
+    num_epochs: int | None = None
+    """PPO: passes over each batch"""
+    num_minibatches: int | None = None
+    """PPO: minibatches per pass (must divide num_envs × num_steps)"""
+    normalize_advantages: bool | None = None
+    """PPO: standardize the advantages of each minibatch"""
+    clip_value: bool | None = None
+    """PPO: clipped value loss"""
+    anneal_lr: bool | None = None
+    """PPO: decay the learning rate linearly to 0"""
+    normalize_obs: bool | None = None
+    """PPO: standardize observations with one running mean/variance (kept in the policy's parameters)"""
+    normalize_reward: bool | None = None
+    """PPO: divide rewards by the running std of the discounted return"""
     hidden: tuple[int, ...] | None = None
     """hidden layer widths of the MLPs"""
     vectorize_seeds: bool = False

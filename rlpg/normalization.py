@@ -12,52 +12,48 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from rlpg._checks import check_floating
 from rlpg.policies import Policy
 
 
-@struct.dataclass
-class RunningStats:
-    """mean, var: [*shape]; count: [] float32, the number of samples merged so far."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
+# {"mean": [*shape], "var": [*shape], "count": [] float32 samples merged so far}: a plain dict,
+# like network parameters, so it checkpoints and restores as they do.
+RunningStats = dict
 
 
 def init_stats(shape: Sequence[int] = ()) -> RunningStats:
     """No samples yet: mean 0, var 1 (so `standardize` is the identity), count 0."""
     shape = tuple(shape)
-    return RunningStats(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.zeros((), jnp.float32))
+    return {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32), "count": jnp.zeros((), jnp.float32)}
 
 
 def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
     """Merge `batch` [..., *shape] (every leading axis is a sample axis) into `stats`."""
     check_floating("batch", batch)
-    shape = jnp.shape(stats.mean)
+    shape = jnp.shape(stats["mean"])
     if tuple(jnp.shape(batch)[jnp.ndim(batch) - len(shape) :]) != shape:
         raise ValueError(f"`batch` must end in the statistic's shape {shape}; got {jnp.shape(batch)}.")
     samples = jnp.reshape(batch, (-1,) + shape)
     m = samples.shape[0]
     batch_mean, batch_var = samples.mean(axis=0), samples.var(axis=0)
-    total = stats.count + m
-    delta = batch_mean - stats.mean
-    mean = stats.mean + delta * m / total
-    var = (stats.var * stats.count + batch_var * m + jnp.square(delta) * stats.count * m / total) / total
-    return RunningStats(mean, var, total)
+    count = stats["count"]
+    total = count + m
+    delta = batch_mean - stats["mean"]
+    mean = stats["mean"] + delta * m / total
+    var = (stats["var"] * count + batch_var * m + jnp.square(delta) * count * m / total) / total
+    return {"mean": mean, "var": var, "count": total}
 
 
 def standardize(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
     """(x − μ) / sqrt(σ² + eps), no gradient into the statistics. x [..., *shape]."""
     stats = jax.lax.stop_gradient(stats)
-    return (x - stats.mean) / jnp.sqrt(stats.var + eps)
+    return (x - stats["mean"]) / jnp.sqrt(stats["var"] + eps)
 
 
 def scale(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
     """x / sqrt(σ² + eps) (no centering: reward normalization), no gradient into the statistics."""
-    return x / jnp.sqrt(jax.lax.stop_gradient(stats.var) + eps)
+    return x / jnp.sqrt(jax.lax.stop_gradient(stats["var"]) + eps)
 
 
 def normalize_observations(policy: Policy, obs_shape: Sequence[int]) -> Policy:
