@@ -163,3 +163,49 @@ def ratio_diagnostics(
         "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
         "clip_fraction": masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(log_ratio.dtype), mask),
     }
+
+
+def fisher_vector_product(log_prob_fn: Callable[[jax.Array], jax.Array], theta: jax.Array, v: jax.Array) -> jax.Array:
+    """F v with F = (1/N) Σ_i ∇log π_θ(a_i|s_i) ∇log π_θ(a_i|s_i)ᵀ, the Fisher of the per-sample scores.
+
+    Never forms F: with J = ∂ log π / ∂θ [N, P], F v = Jᵀ (J v) / N, one forward-mode product
+    (`jax.jvp`) and one reverse-mode product (`jax.vjp`). With actions drawn from π_θ this is an
+    unbiased estimate of the Fisher information E_{s, a~π}[∇log π ∇log π ᵀ].
+
+    Args:
+      log_prob_fn: θ [P] -> [...] log π_θ(a_i|s_i) of the N samples (any shape).
+      theta: [P] flat parameters.
+      v: [P] vector.
+    Returns:
+      [P] F v.
+    """
+    log_probs, jv = jax.jvp(log_prob_fn, (theta,), (v,))
+    _, vjp = jax.vjp(log_prob_fn, theta)
+    (fv,) = vjp(jv)
+    return fv / log_probs.size
+
+
+def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int) -> jax.Array:
+    """x ≈ A⁻¹ b for symmetric positive-definite A given as `matvec(x) = A x`, `iters` steps of CG
+    from x = 0 (a fixed count: the same program under jit and vmap). b [P] -> x [P]."""
+
+    def step(_, carry):
+        x, r, p, rr = carry
+        ap = matvec(p)
+        alpha = rr / jnp.maximum(p @ ap, 1e-30)
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = r @ r
+        return x, r, r + (rr_new / jnp.maximum(rr, 1e-30)) * p, rr_new
+
+    x, *_ = jax.lax.fori_loop(0, iters, step, (jnp.zeros_like(b), b, b, b @ b))
+    return x
+
+
+def natural_gradient_step(
+    grad: jax.Array, fvp: Callable[[jax.Array], jax.Array], max_kl: float | jax.Array, cg_iters: int
+) -> jax.Array:
+    """Δθ = sqrt(2δ / (gᵀ F⁻¹ g)) F⁻¹ g: the natural gradient scaled so that the quadratic model of
+    KL(π_θ ‖ π_θ+Δθ) ≈ ½ Δθᵀ F Δθ equals δ = `max_kl` (NPG / TRPO's step), F⁻¹ g by conjugate
+    gradient with `fvp(v) = F v`. grad [P] (ascent direction) -> [P]."""
+    direction = conjugate_gradient(fvp, grad, cg_iters)
+    return jnp.sqrt(2.0 * max_kl / jnp.maximum(grad @ direction, 1e-12)) * direction

@@ -9,10 +9,10 @@ from typing import Callable
 
 import jax
 
-from rlpg.algos import ppo, reinforce
+from rlpg.algos import a2c, npg, ppo, reinforce
 from rlpg.algos.common import Algorithm, run_updates, train_fn
 
-ALGOS = {"reinforce": reinforce, "ppo": ppo}
+ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg}
 
 
 def over_seeds(train: Callable, vectorize: bool = False) -> Callable:
@@ -30,4 +30,4 @@ def over_seeds(train: Callable, vectorize: bool = False) -> Callable:
     return lambda keys, hparams=None: jax.lax.map(lambda args: train(*args), (keys, hparams))
 
 
-__all__ = ["ALGOS", "Algorithm", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
+__all__ = ["ALGOS", "Algorithm", "a2c", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
