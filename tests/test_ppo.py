@@ -37,8 +37,8 @@ def test_cartpole_solved_within_150k_steps_over_five_seeds():
     assert np.all((np.asarray(metrics["clip_fraction"]) >= 0) & (np.asarray(metrics["clip_fraction"]) <= 1))
 
 
-PENDULUM = dict(env_id="Pendulum-v1", num_envs=16, num_steps=128, total_timesteps=16 * 128 * 50, num_epochs=10,
-                num_minibatches=32, lr=1e-3, gamma=0.95, normalize_obs=True, normalize_reward=True, anneal_lr=True)
+PENDULUM = dict(env_id="Pendulum-v1", num_envs=16, num_steps=128, total_timesteps=16 * 128 * 30, num_epochs=10,
+                num_minibatches=8, lr=1e-3, gamma=0.95, normalize_obs=True, normalize_reward=True, anneal_lr=True)
 
 
 def test_pendulum_gaussian_improves_over_initial_policy():
