@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import rlpg
 from rlpg import algos, experiment, rollout
 from rlpg.algos import ppo
 
