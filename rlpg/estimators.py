@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import returns as returns_lib
-from rlpg._checks import check_floating, check_same_shape
+from rlpg._checks import check_floating, check_rank, check_same_shape
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -179,6 +179,8 @@ def fisher_vector_product(log_prob_fn: Callable[[jax.Array], jax.Array], theta: 
     Returns:
       [P] F v.
     """
+    check_rank("theta", theta, 1, "[P] (flatten a pytree with jax.flatten_util.ravel_pytree)")
+    check_same_shape(theta=theta, v=v)
     log_probs, jv = jax.jvp(log_prob_fn, (theta,), (v,))
     _, vjp = jax.vjp(log_prob_fn, theta)
     (fv,) = vjp(jv)
@@ -188,6 +190,7 @@ def fisher_vector_product(log_prob_fn: Callable[[jax.Array], jax.Array], theta: 
 def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int) -> jax.Array:
     """x ≈ A⁻¹ b for symmetric positive-definite A given as `matvec(x) = A x`, `iters` steps of CG
     from x = 0 (a fixed count: the same program under jit and vmap). b [P] -> x [P]."""
+    check_rank("b", b, 1, "[P]")
 
     def step(_, carry):
         x, r, p, rr = carry
