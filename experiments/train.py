@@ -42,7 +42,7 @@ from rlpg import algos, experiment, rollout, sharding
 class Args:
     """Flags left at None take the algorithm's default (its `Config`)."""
 
-    algo: Literal["reinforce", "dqn"] = "reinforce"
+    algo: Literal["reinforce", "a2c", "ppo", "npg", "dqn"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id, or a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0)"""
@@ -57,7 +57,7 @@ class Args:
     num_steps: int | None = None
     """steps per environment per update (the rollout window)"""
     lr: float | None = None
-    """Adam learning rate"""
+    """Adam learning rate (NPG: of the value network)"""
     gamma: float | None = None
     """discount"""
     returns: Literal["reward_to_go", "total"] | None = None
@@ -76,6 +76,32 @@ class Args:
     """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
     policy: Literal["mlp", "linear"] | None = None
     """policy family: an MLP, or linear in the observation (softmax or Gaussian)"""
+    lam: float | None = None
+    """GAE λ (actor-critic algorithms)"""
+    clip_eps: float | None = None
+    """PPO: clipping range ε of the probability ratio (and of the value, with --clip-value)"""
+    num_epochs: int | None = None
+    """PPO: passes over each batch"""
+    num_minibatches: int | None = None
+    """PPO: minibatches per pass (must divide num_envs × num_steps)"""
+    normalize_advantages: bool | None = None
+    """A2C, PPO: standardize the advantages of each batch (PPO: of each minibatch)"""
+    clip_value: bool | None = None
+    """PPO: clipped value loss"""
+    anneal_lr: bool | None = None
+    """A2C, PPO: decay the learning rate linearly to 0"""
+    normalize_obs: bool | None = None
+    """PPO: standardize observations with one running mean/variance (kept in the policy's parameters)"""
+    normalize_reward: bool | None = None
+    """PPO: divide rewards by the running std of the discounted return"""
+    max_kl: float | None = None
+    """NPG: trust region δ, the KL each natural-gradient step aims at"""
+    cg_iters: int | None = None
+    """NPG: conjugate-gradient iterations for F⁻¹g"""
+    damping: float | None = None
+    """NPG: ζ added to the Fisher's diagonal"""
+    value_steps: int | None = None
+    """NPG: full-batch Adam steps of the value network per update"""
     hidden: tuple[int, ...] | None = None
     """hidden layer widths of the MLPs"""
     train_freq: int | None = None

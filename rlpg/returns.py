@@ -127,6 +127,35 @@ def gae(
     return advantages, advantages + values
 
 
+def running_discounted_return(
+    rewards: jax.Array, dones: jax.Array, gamma: float | jax.Array, initial: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Forward-in-time discounted return so far: g_t = r_t + γ (1 − done_{t−1}) g_{t−1}.
+
+    What reward normalization divides by the spread of (as gymnasium's `NormalizeReward`):
+    the return accumulated since the episode began, discounted towards the past.
+
+    Args:
+      rewards: [T, ...] float; dones: [T, ...] bool or {0, 1}.
+      gamma: discount in [0, 1].
+      initial: [...] γ-discounted carry from the previous window, 0 where an episode just began.
+    Returns:
+      (g [T, ...], carry [...] for the next window: g_{T−1}, zeroed where done_{T−1}).
+    """
+    _check_window(rewards, dones=dones)
+    check_in_interval("gamma", gamma, 0.0, 1.0)
+    check_same_shape(**{"initial": initial, "rewards[0]": rewards[0]})
+    not_done = _not(dones, rewards.dtype)
+
+    def step(carry, x):
+        r, keep = x
+        g = r + gamma * carry
+        return g * keep, g
+
+    carry, g = jax.lax.scan(step, initial.astype(rewards.dtype), (rewards, not_done))
+    return g, carry
+
+
 # ----------------------------------------------------------------------------- masks
 
 

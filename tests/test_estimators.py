@@ -105,3 +105,42 @@ def test_estimator_is_unbiased_on_a_bandit():
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+def test_ppo_clip_loss_equals_naive_formula_and_its_gradient_vanishes_when_clipped():
+    k = jax.random.split(jax.random.PRNGKey(3), 3)
+    log_probs = jax.random.normal(k[0], (6, 3)) * 0.3 - 1.0
+    old = log_probs + jax.random.normal(k[1], (6, 3)) * 0.3
+    adv = jax.random.normal(k[2], (6, 3))
+    eps = 0.2
+    naive = 0.0
+    for t in range(6):
+        for b in range(3):
+            ratio = float(np.exp(log_probs[t, b] - old[t, b]))
+            naive += min(ratio * adv[t, b], min(max(ratio, 1 - eps), 1 + eps) * adv[t, b])
+    np.testing.assert_allclose(E.ppo_clip_loss(log_probs, old, adv, eps), -naive / 18, rtol=1e-5)
+    grad = np.asarray(jax.grad(E.ppo_clip_loss)(log_probs, old, adv, eps))
+    ratio = np.exp(log_probs - old)
+    clipped = ((ratio > 1 + eps) & (adv > 0)) | ((ratio < 1 - eps) & (adv < 0))
+    assert clipped.any() and (~clipped).any()
+    np.testing.assert_array_equal(grad[clipped], 0.0)
+    np.testing.assert_allclose(grad[~clipped], -(ratio * adv)[~clipped] / 18, rtol=1e-5)
+    # at θ = θ_old the clipped surrogate's gradient is the REINFORCE estimator's
+    np.testing.assert_allclose(
+        jax.grad(E.ppo_clip_loss)(log_probs, log_probs, adv, eps), jax.grad(E.reinforce_loss)(log_probs, adv), rtol=1e-6
+    )
+
+
+def test_clipped_value_loss_and_ratio_diagnostics_equal_naive_formulas():
+    values = jnp.array([1.0, 2.0, 0.0, -1.0])
+    old = jnp.array([0.5, 2.5, 0.0, 0.0])
+    targets = jnp.array([3.0, 2.2, 1.0, -2.0])
+    eps = 0.2
+    clipped = np.array([0.7, 2.3, 0.0, -0.2])
+    naive = 0.5 * np.mean(np.maximum((np.asarray(values) - targets) ** 2, (clipped - targets) ** 2))
+    np.testing.assert_allclose(E.clipped_value_loss(values, old, targets, eps), naive, rtol=1e-6)
+    log_ratio = jnp.array([0.0, 0.1, -0.3, 0.25])
+    diag = E.ratio_diagnostics(log_ratio, jnp.zeros(4), eps)
+    r = np.exp(np.asarray(log_ratio))
+    np.testing.assert_allclose(diag["approx_kl"], np.mean(r - 1 - np.log(r)), rtol=1e-6)
+    assert float(diag["clip_fraction"]) == 0.5

@@ -169,3 +169,18 @@ def test_jit_and_vmap_agree_with_eager():
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+def test_running_discounted_return_equals_a_naive_loop():
+    rng = np.random.default_rng(1)
+    rewards = rng.normal(size=(7, 3)).astype(np.float32)
+    dones = rng.random((7, 3)) < 0.3
+    initial = np.array([1.0, -2.0, 0.5], np.float32)
+    g, carry = R.running_discounted_return(jnp.asarray(rewards), jnp.asarray(dones), 0.9, jnp.asarray(initial))
+    expected, running = np.zeros_like(rewards), initial.copy()
+    for t in range(7):
+        running = rewards[t] + 0.9 * running
+        expected[t] = running
+        running = np.where(dones[t], 0.0, running)
+    np.testing.assert_allclose(g, expected, rtol=1e-5)
+    np.testing.assert_allclose(carry, running, rtol=1e-5)

@@ -9,10 +9,10 @@ from typing import Callable
 
 import jax
 
-from rlpg.algos import dqn, reinforce
+from rlpg.algos import a2c, dqn, npg, ppo, reinforce
 from rlpg.algos.common import Algorithm, run_updates, train_fn
 
-ALGOS = {"reinforce": reinforce, "dqn": dqn}
+ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg, "dqn": dqn}
 
 
 def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
@@ -32,4 +32,4 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
 
-__all__ = ["ALGOS", "Algorithm", "dqn", "over_seeds", "reinforce", "run_updates", "train_fn"]
+__all__ = ["ALGOS", "Algorithm", "a2c", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]

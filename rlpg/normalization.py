@@ -1,0 +1,74 @@
+"""Running mean and variance of a stream of batches, and the observation-normalizing policy.
+
+One statistic for the whole batch (every environment, every step), merged batch by batch
+with the parallel algorithm of Chan et al.: for the running (μ, σ², n) and a batch (μ_b, σ_b², m),
+
+    δ = μ_b − μ,   n' = n + m,   μ' = μ + δ m / n',   σ'² = (σ² n + σ_b² m + δ² n m / n') / n'.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from rlpg._checks import check_floating
+from rlpg.policies import Policy
+
+
+# {"mean": [*shape], "var": [*shape], "count": [] float32 samples merged so far}: a plain dict,
+# like network parameters, so it checkpoints and restores as they do.
+RunningStats = dict
+
+
+def init_stats(shape: Sequence[int] = ()) -> RunningStats:
+    """No samples yet: mean 0, var 1 (so `standardize` is the identity), count 0."""
+    shape = tuple(shape)
+    return {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32), "count": jnp.zeros((), jnp.float32)}
+
+
+def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
+    """Merge `batch` [..., *shape] (every leading axis is a sample axis) into `stats`."""
+    check_floating("batch", batch)
+    shape = jnp.shape(stats["mean"])
+    if tuple(jnp.shape(batch)[jnp.ndim(batch) - len(shape) :]) != shape:
+        raise ValueError(f"`batch` must end in the statistic's shape {shape}; got {jnp.shape(batch)}.")
+    samples = jnp.reshape(batch, (-1,) + shape)
+    m = samples.shape[0]
+    batch_mean, batch_var = samples.mean(axis=0), samples.var(axis=0)
+    count = stats["count"]
+    total = count + m
+    delta = batch_mean - stats["mean"]
+    mean = stats["mean"] + delta * m / total
+    var = (stats["var"] * count + batch_var * m + jnp.square(delta) * count * m / total) / total
+    return {"mean": mean, "var": var, "count": total}
+
+
+def standardize(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """(x − μ) / sqrt(σ² + eps), no gradient into the statistics. x [..., *shape]."""
+    stats = jax.lax.stop_gradient(stats)
+    return (x - stats["mean"]) / jnp.sqrt(stats["var"] + eps)
+
+
+def scale(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """x / sqrt(σ² + eps) (no centering: reward normalization), no gradient into the statistics."""
+    return x / jnp.sqrt(jax.lax.stop_gradient(stats["var"]) + eps)
+
+
+def normalize_observations(policy: Policy, obs_shape: Sequence[int]) -> Policy:
+    """`policy` acting on standardized observations, the statistics carried in its parameters.
+
+    Parameters become `{"net": policy params, "obs_stats": RunningStats over obs_shape}`, so
+    whatever plays the policy from its parameters (`rollout.evaluate`, `rlpg.load_policy`)
+    applies the same normalization. The statistics receive no gradient; the training
+    algorithm updates them with `update_stats`.
+    """
+
+    def init(key):
+        return {"net": policy.init(key), "obs_stats": init_stats(obs_shape)}
+
+    def apply(params, obs):
+        return policy.apply(params["net"], standardize(params["obs_stats"], jnp.asarray(obs, jnp.float32)))
+
+    return Policy(init=init, apply=apply, distribution=policy.distribution)

@@ -1,0 +1,41 @@
+"""One running mean/variance over a stream of batches equals the statistics of all the data at once."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlpg import normalization, policies
+
+
+def test_running_stats_equal_the_whole_stream(x64):
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 7, 2)) for n in (1, 5, 40)]
+    stats = normalization.init_stats((2,))
+    for batch in batches:
+        stats = normalization.update_stats(stats, jnp.asarray(batch))
+    everything = np.concatenate([b.reshape(-1, 2) for b in batches])
+    np.testing.assert_allclose(stats["mean"], everything.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(stats["var"], everything.var(0), rtol=1e-10)
+    assert stats["count"] == len(everything)
+    z = normalization.standardize(stats, jnp.asarray(everything))
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-8)
+    np.testing.assert_allclose(z.std(0), 1.0, rtol=1e-6)
+
+
+def test_fresh_statistics_are_the_identity_and_shapes_are_checked():
+    x = jnp.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(normalization.standardize(normalization.init_stats((2,)), x), x, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`batch` must end in the statistic's shape \(2,\)"):
+        normalization.update_stats(normalization.init_stats((2,)), jnp.zeros((4, 3)))
+
+
+def test_normalized_policy_applies_the_statistics_without_gradient_into_them():
+    base = policies.mlp_categorical((3,), 2, (8,))
+    policy = normalization.normalize_observations(base, (3,))
+    params = policy.init(jax.random.PRNGKey(0))
+    params["obs_stats"] = {"mean": jnp.array([1.0, -2.0, 0.5]), "var": jnp.array([4.0, 1.0, 0.25]), "count": jnp.array(10.0)}
+    obs = jnp.array([[3.0, -1.0, 1.0]])
+    np.testing.assert_allclose(policy.apply(params, obs), base.apply(params["net"], jnp.array([[1.0, 1.0, 1.0]])), rtol=1e-5)
+    grads = jax.grad(lambda p: policy.apply(p, obs).sum())(params)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["obs_stats"]))
