@@ -97,6 +97,9 @@ def test_load_policy_rejects_bad_input(run_dir):
         (dict(reward_scale=0.0), ValueError, "`reward_scale` must be > 0"),
         (dict(gamma=-0.1), ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got -0.1"),
         (dict(log_every=-1), ValueError, "`log_every` must be >= 0"),
+        (dict(algo="ppo", returns="total"), ValueError, "`--returns` does not apply to --algo ppo"),
+        (dict(algo="ppo", num_minibatches=3), ValueError, "num_minibatches"),
+        (dict(algo="dqn", batch_size=0), ValueError, "batch_size"),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, flags, error, words):
