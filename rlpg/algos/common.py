@@ -34,6 +34,41 @@ class Algorithm(NamedTuple):
     env_params: Any
 
 
+class RolloutSizes:
+    """`steps_per_update` and `num_updates` of a config with num_envs, num_steps, total_timesteps."""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+
+def check_run_sizes(config: Any, names: tuple[str, ...], per_update: str = "num_envs × num_steps") -> None:
+    """Raise ValueError unless every field in `names` is a positive int and the run has an update,
+    total_timesteps >= `per_update` (the config's `steps_per_update`); also checks log_every >= 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    if config.num_updates < 1:
+        raise ValueError(
+            f"`total_timesteps` ({config.total_timesteps}) must be at least {per_update} "
+            f"= {config.steps_per_update} (one update)."
+        )
+    if config.log_every < 0:
+        raise ValueError(f"`log_every` must be >= 0 (0: no progress line); got {config.log_every}.")
+
+
+def check_hidden(hidden: Any, allow_empty: bool = False) -> None:
+    """Raise ValueError unless `hidden` is a tuple of positive layer widths (non-empty unless allowed)."""
+    if (not hidden and not allow_empty) or any(not isinstance(h, int) or h <= 0 for h in hidden):
+        kind = "a tuple of positive layer widths (empty: linear)" if allow_empty else "a non-empty tuple of positive layer widths"
+        raise ValueError(f"`hidden` must be {kind}; got {hidden!r}.")
+
+
 def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...]) -> dict:
     """`hparams` as a dict, after checking it overrides only the config's numeric fields."""
     hparams = dict(hparams or {})

@@ -44,7 +44,15 @@ from gymnax.environments import spaces
 
 from rlpg import distributions, policies, replay, rollout
 from rlpg._checks import check_floating, check_in_interval, check_positive, check_rank, check_same_shape, check_shape
-from rlpg.algos.common import Algorithm, check_hparams, print_progress, report, train_fn
+from rlpg.algos.common import (
+    Algorithm,
+    check_hidden,
+    check_hparams,
+    check_run_sizes,
+    print_progress,
+    report,
+    train_fn,
+)
 from rlpg.policies import Policy
 
 LOSSES = ("huber", "mse")
@@ -94,16 +102,11 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad field; returns self."""
-        for name in ("num_envs", "train_freq", "gradient_steps", "total_timesteps", "buffer_size",
-                     "batch_size", "target_update_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if self.num_updates < 1:
-            raise ValueError(
-                f"`total_timesteps` ({self.total_timesteps}) must be at least num_envs × train_freq "
-                f"= {self.steps_per_update} (one update)."
-            )
+        check_run_sizes(
+            self,
+            ("num_envs", "train_freq", "gradient_steps", "total_timesteps", "buffer_size", "batch_size", "target_update_every"),
+            per_update="num_envs × train_freq",
+        )
         if self.replay and self.buffer_size < self.steps_per_update:
             raise ValueError(
                 f"`buffer_size` ({self.buffer_size}) must hold at least one update's transitions, "
@@ -116,12 +119,9 @@ class Config:
                 f"`learning_starts` ({self.learning_starts}) must be below the run's "
                 f"{self.num_updates * self.steps_per_update} env steps, or no gradient step is taken."
             )
-        if any(not isinstance(h, int) or h <= 0 for h in self.hidden):
-            raise ValueError(f"`hidden` must be a tuple of positive layer widths (empty: linear Q); got {self.hidden!r}.")
+        check_hidden(self.hidden, allow_empty=True)
         if self.loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}; got {self.loss!r}.")
-        if self.log_every < 0:
-            raise ValueError(f"`log_every` must be >= 0 (0: no progress line); got {self.log_every}.")
         check_positive("lr", self.lr)
         check_in_interval("gamma", self.gamma, 0.0, 1.0)
         check_in_interval("eps_start", self.eps_start, 0.0, 1.0)

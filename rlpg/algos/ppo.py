@@ -39,13 +39,22 @@ from flax import struct
 from rlpg import estimators, normalization, returns, rollout
 from rlpg._checks import check_in_interval, check_positive
 from rlpg.algos import actor_critic
-from rlpg.algos.common import Algorithm, check_hparams, print_progress, report, train_fn
+from rlpg.algos.common import (
+    Algorithm,
+    RolloutSizes,
+    check_hidden,
+    check_hparams,
+    check_run_sizes,
+    print_progress,
+    report,
+    train_fn,
+)
 
 NUMERIC_FIELDS = ("lr", "gamma", "lam", "clip_eps", "value_coef", "ent_coef", "max_grad_norm")
 
 
 @struct.dataclass
-class Config:
+class Config(RolloutSizes):
     """PPO configuration. Static fields fix the program's shapes; numeric ones are traced."""
 
     env_id: str = struct.field(pytree_node=False, default="CartPole-v1")
@@ -71,37 +80,18 @@ class Config:
     max_grad_norm: float = 0.5
 
     @property
-    def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
-
-    @property
     def minibatch_size(self) -> int:
         return self.steps_per_update // self.num_minibatches
 
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad field; returns self."""
-        for name in ("num_envs", "num_steps", "total_timesteps", "num_epochs", "num_minibatches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if self.num_updates < 1:
-            raise ValueError(
-                f"`total_timesteps` ({self.total_timesteps}) must be at least num_envs × num_steps "
-                f"= {self.steps_per_update} (one update)."
-            )
+        check_run_sizes(self, ("num_envs", "num_steps", "total_timesteps", "num_epochs", "num_minibatches"))
         if self.steps_per_update % self.num_minibatches:
             raise ValueError(
                 f"`num_minibatches` ({self.num_minibatches}) must divide num_envs × num_steps "
                 f"= {self.num_envs} × {self.num_steps} = {self.steps_per_update}."
             )
-        if not self.hidden or any(not isinstance(h, int) or h <= 0 for h in self.hidden):
-            raise ValueError(f"`hidden` must be a non-empty tuple of positive layer widths; got {self.hidden!r}.")
-        if self.log_every < 0:
-            raise ValueError(f"`log_every` must be >= 0 (0: no progress line); got {self.log_every}.")
+        check_hidden(self.hidden)
         check_positive("lr", self.lr)
         check_in_interval("gamma", self.gamma, 0.0, 1.0)
         check_in_interval("lam", self.lam, 0.0, 1.0)

@@ -34,7 +34,16 @@ from flax import struct
 
 from rlpg import estimators, returns, rollout
 from rlpg._checks import check_in_interval, check_positive
-from rlpg.algos.common import Algorithm, check_hparams, print_progress, report, train_fn
+from rlpg.algos.common import (
+    Algorithm,
+    RolloutSizes,
+    check_hidden,
+    check_hparams,
+    check_run_sizes,
+    print_progress,
+    report,
+    train_fn,
+)
 
 RETURNS = ("reward_to_go", "total")
 BASELINES = ("none", "mean", "value")
@@ -42,7 +51,7 @@ NUMERIC_FIELDS = ("lr", "gamma", "value_coef", "ent_coef", "max_grad_norm", "rew
 
 
 @struct.dataclass
-class Config:
+class Config(RolloutSizes):
     """REINFORCE configuration. Static fields fix the program's shapes; numeric ones are traced."""
 
     env_id: str = struct.field(pytree_node=False, default="CartPole-v1")
@@ -63,35 +72,16 @@ class Config:
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0  # rewards are multiplied by this before returns (metrics stay unscaled)
 
-    @property
-    def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
-
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad field; returns self."""
-        for name in ("num_envs", "num_steps", "total_timesteps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if self.num_updates < 1:
-            raise ValueError(
-                f"`total_timesteps` ({self.total_timesteps}) must be at least num_envs × num_steps "
-                f"= {self.steps_per_update} (one update)."
-            )
-        if not self.hidden or any(not isinstance(h, int) or h <= 0 for h in self.hidden):
-            raise ValueError(f"`hidden` must be a non-empty tuple of positive layer widths; got {self.hidden!r}.")
+        check_run_sizes(self, ("num_envs", "num_steps", "total_timesteps"))
+        check_hidden(self.hidden)
         if self.policy not in rollout.POLICY_KINDS:
             raise ValueError(f"`policy` must be one of {rollout.POLICY_KINDS}; got {self.policy!r}.")
         if self.returns not in RETURNS:
             raise ValueError(f"`returns` must be one of {RETURNS}; got {self.returns!r}.")
         if self.baseline not in BASELINES:
             raise ValueError(f"`baseline` must be one of {BASELINES}; got {self.baseline!r}.")
-        if self.log_every < 0:
-            raise ValueError(f"`log_every` must be >= 0 (0: no progress line); got {self.log_every}.")
         check_positive("lr", self.lr)
         check_in_interval("gamma", self.gamma, 0.0, 1.0)
         check_in_interval("value_coef", self.value_coef, 0.0, float("inf"))
