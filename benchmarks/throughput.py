@@ -89,6 +89,40 @@ def training(num_envs: int, num_steps: int, num_updates: int, num_seeds: int = 1
     return {"compile_s": c, "run_s": r, "steps_per_s": steps / r}
 
 
+def mlp_flops(sizes: list[int]) -> int:
+    """Forward FLOPs of one sample through dense layers of `sizes` (multiply-adds count 2)."""
+    return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def reinforce_flops_per_step(obs_dim: int, num_actions: int, hidden=(64, 64)) -> int:
+    """FLOPs per env step of REINFORCE with a value baseline: the rollout's policy forward, the
+    loss's policy and value forward + backward (backward ≈ 2 × forward), V(s') forward."""
+    policy = mlp_flops([obs_dim, *hidden, num_actions])
+    value = mlp_flops([obs_dim, *hidden, 1])
+    return policy + 3 * policy + 3 * value + value
+
+
+def dense_roofline(batch: int = 16_384, obs_dim: int = 4, hidden=(64, 64), repeats: int = 20) -> dict:
+    """FLOP/s this machine reaches on the training's own arithmetic: forward + backward of the
+    64-64 MLP on a large batch (no env, no control flow), `repeats` times in one program."""
+    policy = rollout.policies.mlp_categorical((obs_dim,), 2, hidden)
+    params = policy.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (batch, obs_dim))
+
+    def run(params, obs):
+        loss = lambda p: jnp.sum(jax.nn.log_softmax(policy.apply(p, obs))[:, 0])  # noqa: E731
+
+        def body(p, _):
+            g = jax.grad(loss)(p)
+            return jax.tree.map(lambda a, b: a - 1e-6 * b, p, g), None
+
+        return jax.lax.scan(body, params, None, length=repeats)[0]
+
+    c, r, _ = timed(run, params, obs)
+    flops = 3 * mlp_flops([obs_dim, *hidden, 2]) * batch * repeats
+    return {"compile_s": c, "run_s": r, "gflops": flops / r / 1e9}
+
+
 def solve_time(num_seeds: int = 5) -> dict:
     """Wall seconds, compile included, for the default run (5 seeds) to train and evaluate."""
     config = reinforce.Config()
@@ -160,6 +194,15 @@ def main() -> None:
     print(f"solve CartPole-v1 (default run, 5 seeds, compile included): {solve['wall_s']:.1f}s wall, compile {solve['compile_s']:.1f}s, "
           f"median greedy return {solve['median_return']:.1f}", flush=True)
 
+    roof = dense_roofline()
+    per_step = reinforce_flops_per_step(4, 2)
+    best_train = max(e["train"]["steps_per_s"] for e in result["envs"])
+    result["roofline"] = {**roof, "flops_per_env_step": per_step, "max_train_steps_per_s": roof["gflops"] * 1e9 / per_step,
+                          "best_train_fraction": best_train * per_step / (roof["gflops"] * 1e9)}
+    print(f"roofline: the 64-64 MLP's forward + backward reaches {roof['gflops']:.1f} GFLOP/s here; REINFORCE needs "
+          f"{per_step:,} FLOP per env step, so at most {result['roofline']['max_train_steps_per_s']:,.0f} env-steps/s; "
+          f"the best training run reaches {result['roofline']['best_train_fraction']:.0%} of that", flush=True)
+
     peer = torch_peer(args.torch_seconds)
     result["torch_peer"] = peer
     if peer:
@@ -180,6 +223,12 @@ def main() -> None:
     lines += [f"| {e['num_seeds']} | {e['run_s']:.2f} | {e['cost_vs_one_seed']:.1f}x | {e['steps_per_s']:,.0f} |" for e in result["seeds"]]
     lines += ["", f"Solve CartPole-v1, default run of 5 seeds, compile included: {solve['wall_s']:.1f} s "
               f"(compile {solve['compile_s']:.1f} s), median greedy return {solve['median_return']:.1f}.", ""]
+    roof = result["roofline"]
+    lines += [f"Roofline: forward + backward of the 64-64 MLP on a large batch reaches {roof['gflops']:.1f} GFLOP/s on this "
+              f"machine; REINFORCE with a value baseline needs {roof['flops_per_env_step']:,} FLOP per env step (rollout "
+              f"forward, policy and value forward + backward, V(s') forward), so no implementation of it exceeds "
+              f"{roof['max_train_steps_per_s']:,.0f} env-steps/s here; the best training run reaches "
+              f"{roof['best_train_fraction']:.0%} of that.", ""]
     if peer:
         lines += [f"PyTorch + gymnasium REINFORCE loop: {peer['steps_per_s']:,.0f} env-steps/s; "
                   f"rlpg's best training throughput is {result['ratio_train_vs_torch']:,.0f}x that.", ""]
