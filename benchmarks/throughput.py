@@ -226,7 +226,7 @@ def main() -> None:
     roof = result["roofline"]
     lines += [f"Roofline: forward + backward of the 64-64 MLP on a large batch reaches {roof['gflops']:.1f} GFLOP/s on this "
               f"machine; REINFORCE with a value baseline needs {roof['flops_per_env_step']:,} FLOP per env step (rollout "
-              f"forward, policy and value forward + backward, V(s') forward), so no implementation of it exceeds "
+              f"forward, policy and value forward + backward, V(s') forward), so at that rate of XLA's dense kernels it cannot exceed "
               f"{roof['max_train_steps_per_s']:,.0f} env-steps/s here; the best training run reaches "
               f"{roof['best_train_fraction']:.0%} of that.", ""]
     if peer:
