@@ -34,8 +34,8 @@ from rlpg.algos.common import (
     check_hparams,
     check_run_sizes,
     print_progress,
-    report,
     train_fn,
+    update_metrics,
 )
 
 NUMERIC_FIELDS = ("lr", "gamma", "lam", "value_coef", "ent_coef", "max_grad_norm")
@@ -135,15 +135,9 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         done_updates = state.update + 1
-        metrics = {
-            "update": done_updates,
-            "env_steps": done_updates * config.steps_per_update,
-            **rollout.episode_stats(traj),
-            "loss": loss,
-            **aux,
-            "grad_norm": optax.tree.norm(grads["policy"]),
-        }
-        report(progress, config.log_every, metrics)
+        metrics = update_metrics(
+            config, progress, done_updates, traj, loss=loss, **aux, grad_norm=optax.tree.norm(grads["policy"])
+        )
         new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
         return new_state, metrics
 

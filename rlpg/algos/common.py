@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
+from rlpg import rollout
 from rlpg.policies import Policy
 
 
@@ -105,6 +106,20 @@ def report(progress: Callable[[dict], None], log_every: int, metrics: dict) -> N
             lambda m: None,
             metrics,
         )
+
+
+def update_metrics(config: Any, progress: Callable[[dict], None], update: jax.Array, traj: Any, **stats) -> dict:
+    """One update's metrics, reported every `config.log_every` updates (see `report`):
+    update, env_steps (= update × config.steps_per_update), the mean return, length and count of
+    the episodes that finished in `traj` (`rollout.episode_stats`), and the scalars in `stats`."""
+    metrics = {
+        "update": update,
+        "env_steps": update * config.steps_per_update,
+        **rollout.episode_stats(traj),
+        **stats,
+    }
+    report(progress, config.log_every, metrics)
+    return metrics
 
 
 def print_progress(metrics: dict) -> None:

@@ -50,8 +50,8 @@ from rlpg.algos.common import (
     check_hparams,
     check_run_sizes,
     print_progress,
-    report,
     train_fn,
+    update_metrics,
 )
 from rlpg.policies import Policy
 
@@ -324,16 +324,9 @@ def make_algorithm(
         state, loss, q_mean = jax.lax.cond(
             env_steps >= config.learning_starts, learn, skip, state, learn_key, latest, cfg
         )
-        metrics = {
-            "update": done_updates,
-            "env_steps": env_steps,
-            **rollout.episode_stats(traj),
-            "loss": loss,
-            "q_mean": q_mean,
-            "epsilon": epsilon,
-            "grad_steps": state.grad_steps,
-        }
-        report(progress, config.log_every, metrics)
+        metrics = update_metrics(
+            config, progress, done_updates, traj, loss=loss, q_mean=q_mean, epsilon=epsilon, grad_steps=state.grad_steps
+        )
         return state, metrics
 
     return Algorithm(init, update, config.num_updates, q_network, env, env_params)

@@ -35,8 +35,8 @@ from rlpg.algos.common import (
     check_hparams,
     check_run_sizes,
     print_progress,
-    report,
     train_fn,
+    update_metrics,
 )
 
 NUMERIC_FIELDS = ("lr", "gamma", "lam", "max_kl", "damping", "max_grad_norm")
@@ -163,14 +163,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
             state.params["value"], state.opt_state, traj.obs, targets, cfg
         )
         done_updates = state.update + 1
-        metrics = {
-            "update": done_updates,
-            "env_steps": done_updates * config.steps_per_update,
-            **rollout.episode_stats(traj),
-            **stats,
-            "value_loss": value_losses[0],  # before this update's value steps
-        }
-        report(progress, config.log_every, metrics)
+        # value_loss: before this update's value steps
+        metrics = update_metrics(config, progress, done_updates, traj, **stats, value_loss=value_losses[0])
         new_state = state.replace(
             params={"policy": policy_params, "value": value_params}, opt_state=opt_state, envs=envs, key=key,
             update=done_updates,

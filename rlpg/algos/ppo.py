@@ -46,8 +46,8 @@ from rlpg.algos.common import (
     check_hparams,
     check_run_sizes,
     print_progress,
-    report,
     train_fn,
+    update_metrics,
 )
 
 NUMERIC_FIELDS = ("lr", "gamma", "lam", "clip_eps", "value_coef", "ent_coef", "max_grad_norm")
@@ -211,13 +211,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
             obs_stats = normalization.update_stats(params["policy"]["obs_stats"], traj.obs.astype(jnp.float32))
             params = {**params, "policy": {**params["policy"], "obs_stats": obs_stats}}
         done_updates = state.update + 1
-        metrics = {
-            "update": done_updates,
-            "env_steps": done_updates * config.steps_per_update,
-            **rollout.episode_stats(traj),
-            **jax.tree.map(jnp.mean, stats),  # means over the epochs' minibatch steps
-        }
-        report(progress, config.log_every, metrics)
+        # the losses and diagnostics: means over the epochs' minibatch steps
+        metrics = update_metrics(config, progress, done_updates, traj, **jax.tree.map(jnp.mean, stats))
         new_state = state.replace(
             params=params, opt_state=opt_state, envs=envs, return_stats=return_stats,
             discounted_return=discounted_return, key=key, update=done_updates,

@@ -34,6 +34,7 @@ from flax import struct
 
 from rlpg import estimators, returns, rollout
 from rlpg._checks import check_in_interval, check_positive
+from rlpg.algos import actor_critic
 from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
@@ -41,8 +42,8 @@ from rlpg.algos.common import (
     check_hparams,
     check_run_sizes,
     print_progress,
-    report,
     train_fn,
+    update_metrics,
 )
 
 RETURNS = ("reward_to_go", "total")
@@ -137,10 +138,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     use_value = config.baseline == "value"
     progress = progress or print_progress
 
-    def optimizer(cfg: Config):
-        # Policy and value are clipped apart: a large value loss must not shrink the policy step.
-        tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
-        return optax.multi_transform({"policy": tx, "value": tx}, lambda p: {k: k for k in p})
+    def optimizer(cfg: Config):  # policy and value clipped apart (a large value loss must not shrink the policy step)
+        return actor_critic.adam(cfg.lr, cfg.max_grad_norm)
 
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
         hparams = check_hparams(hparams, NUMERIC_FIELDS)
@@ -185,15 +184,9 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         done_updates = state.update + 1
-        metrics = {
-            "update": done_updates,
-            "env_steps": done_updates * config.steps_per_update,
-            **rollout.episode_stats(traj),
-            "loss": loss,
-            **aux,
-            "grad_norm": optax.tree.norm(grads["policy"]),
-        }
-        report(progress, config.log_every, metrics)
+        metrics = update_metrics(
+            config, progress, done_updates, traj, loss=loss, **aux, grad_norm=optax.tree.norm(grads["policy"])
+        )
         new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
         return new_state, metrics
 
