@@ -124,10 +124,14 @@ def reset(key: jax.Array, env, env_params, num_envs: int) -> EnvBatch:
 def step(key: jax.Array, env, env_params, batch: EnvBatch, action: jax.Array):
     """Step B environments once with `action` [B, ...]; returns (batch, reward, terminated,
     truncated, next_obs, episode_return, episode_length), the last two nonzero on done steps."""
-    num_envs = batch.obs.shape[0]
+    return _step_envs(jax.random.split(key, batch.obs.shape[0]), env, env_params, batch, action)
+
+
+def _step_envs(env_keys: jax.Array, env, env_params, batch: EnvBatch, action: jax.Array):
+    """`step` with the per-environment keys [B] given (those `step` splits from its key)."""
     obs, env_state, reward, terminated, truncated, info = jax.vmap(
         env.step, in_axes=(0, 0, 0, None)
-    )(jax.random.split(key, num_envs), batch.env_state, _env_action(env, env_params, action), env_params)
+    )(env_keys, batch.env_state, _env_action(env, env_params, action), env_params)
     reward = reward.astype(jnp.float32)
     done = jnp.logical_or(terminated, truncated)
     ep_return = batch.episode_return + reward
@@ -151,13 +155,13 @@ def rollout(
     Returns the carried `EnvBatch` (continue from it next time) and a `Trajectory` [T, B, ...].
     """
 
-    def body(batch: EnvBatch, step_key):
-        act_key, env_key = jax.random.split(step_key)
+    def body(batch: EnvBatch, keys):
+        act_key, env_keys = keys
         dist = policy.apply(params, batch.obs)
         action = policy.distribution.sample(act_key, dist)
         log_prob = policy.distribution.log_prob(dist, action)
-        new_batch, reward, terminated, truncated, next_obs, ep_ret, ep_len = step(
-            env_key, env, env_params, batch, action
+        new_batch, reward, terminated, truncated, next_obs, ep_ret, ep_len = _step_envs(
+            env_keys, env, env_params, batch, action
         )
         transition = Trajectory(
             obs=batch.obs,
@@ -172,7 +176,16 @@ def rollout(
         )
         return new_batch, transition
 
-    return jax.lax.scan(body, batch, jax.random.split(key, num_steps))
+    return jax.lax.scan(body, batch, _step_keys(key, num_steps, batch.obs.shape[0]))
+
+
+def _step_keys(key: jax.Array, num_steps: int, num_envs: int) -> tuple[jax.Array, jax.Array]:
+    """The keys of T steps: (act_keys [T], env_keys [T, B]), step t's from `split(key, T)[t]` as
+    (act, env) = split(k_t) and env_keys = split(env, B). Drawn here in a few wide calls before
+    the loop rather than three narrow ones inside each step, which on CPU cost more than the
+    policy's forward pass; the keys, and so every result, are the same bit for bit."""
+    act_keys, env_keys = jnp.moveaxis(jax.vmap(jax.random.split)(jax.random.split(key, num_steps)), 1, 0)
+    return act_keys, jax.vmap(lambda k: jax.random.split(k, num_envs))(env_keys)
 
 
 def episode_stats(traj: Trajectory) -> dict[str, jax.Array]:
@@ -212,16 +225,16 @@ def evaluate(
     reset_key, run_key = jax.random.split(key)
     batch = reset(reset_key, env, env_params, num_episodes)
 
-    def body(carry, step_key):
+    def body(carry, keys):
         batch, alive, total = carry
-        act_key, env_key = jax.random.split(step_key)
+        act_key, env_keys = keys
         dist = policy.apply(params, batch.obs)
         action = policy.distribution.mode(dist) if greedy else policy.distribution.sample(act_key, dist)
-        batch, reward, terminated, truncated, *_ = step(env_key, env, env_params, batch, action)
+        batch, reward, terminated, truncated, *_ = _step_envs(env_keys, env, env_params, batch, action)
         total = total + alive * reward
         alive = alive * (1.0 - jnp.logical_or(terminated, truncated))
         return (batch, alive, total), None
 
     init = (batch, jnp.ones((num_episodes,)), jnp.zeros((num_episodes,)))
-    (_, _, total), _ = jax.lax.scan(body, init, jax.random.split(run_key, max_steps))
+    (_, _, total), _ = jax.lax.scan(body, init, _step_keys(run_key, max_steps, num_episodes))
     return total

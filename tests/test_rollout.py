@@ -44,6 +44,25 @@ def test_log_probs_are_those_of_the_acting_policy(cartpole):
     np.testing.assert_allclose(D.categorical_log_prob(policy.apply(theta, traj.obs), traj.action), traj.log_prob, rtol=1e-5)
 
 
+def test_rollout_equals_a_loop_of_steps_with_keys_split_inside(cartpole):
+    """The rollout draws its keys before the loop; a loop that splits each step's key inside,
+    as `rollout.step` does, must give the same trajectory bit for bit."""
+    env, params, policy, theta, batch, final, traj, _ = cartpole
+
+    def body(batch, step_key):
+        act_key, env_key = jax.random.split(step_key)
+        action = policy.distribution.sample(act_key, policy.apply(theta, batch.obs))
+        batch, reward, terminated, _, next_obs, *_ = rollout.step(env_key, env, params, batch, action)
+        return batch, (action, reward, terminated, next_obs)
+
+    loop = jax.jit(lambda key, batch: jax.lax.scan(body, batch, jax.random.split(key, 64)))
+    last, (action, reward, terminated, next_obs) = loop(jax.random.PRNGKey(2), batch)
+    assert traj.done.sum() > 0  # so the resets, drawn from the env keys, are compared too
+    for ours, naive in [(traj.action, action), (traj.reward, reward), (traj.terminated, terminated),
+                        (traj.next_obs, next_obs), (final.obs, last.obs)]:
+        np.testing.assert_array_equal(ours, naive)
+
+
 def test_episode_statistics_match_a_naive_count(cartpole):
     _, _, _, _, batch, final, traj, run = cartpole
     reward, done = np.asarray(traj.reward), np.asarray(traj.done)

@@ -25,11 +25,16 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     equals that seed run alone, bit for bit. vectorize=True uses `jax.vmap`: wider operations
     (the better choice on an accelerator), but XLA picks different kernels and fusions for
     batched operations, so results agree with a lone run only to float rounding, and RL
-    amplifies such differences within tens of updates.
+    amplifies such differences within tens of updates. A single seed always runs as `lax.map`:
+    a batch of one gains nothing from vmap, whose size-1 batch axes make XLA's CPU kernels slower.
     """
-    if vectorize:
-        return jax.vmap(fn)
-    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+    def mapped(*args):
+        if vectorize and jax.tree.leaves(args)[0].shape[0] > 1:
+            return jax.vmap(fn)(*args)
+        return jax.lax.map(lambda a: fn(*a), args)
+
+    return mapped
 
 
 __all__ = ["ALGOS", "Algorithm", "a2c", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
