@@ -1,12 +1,15 @@
 """What the actor-critic algorithms (A2C, PPO, NPG) share: the learned value's advantages,
-reward normalization, and the Adam optimizer with per-network gradient clipping."""
+reward normalization, the Adam optimizer with per-network gradient clipping, and shuffled
+minibatches."""
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rlpg import normalization, returns, rollout
@@ -58,3 +61,34 @@ def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: 
     learning_rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
     tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
     return optax.multi_transform({"policy": tx, "value": tx}, lambda params: {k: k for k in params})
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of 0..n−1: [n] int32.
+
+    As `jax.random.permutation`, rounds of stable sorts by fresh random keys (ties are broken by
+    the next round's keys; ⌈3 ln n / (b ln 2)⌉ rounds for b-bit keys), but each sort is of one
+    uint32 array: the position sits in the low ⌈log₂ n⌉ bits under b = 32 − ⌈log₂ n⌉ random bits,
+    so a plain sort is stable. On CPU that is about 3× faster than sorting keys with an index
+    array, which made a third of PPO's time. For n > 2¹⁶ (b < 16) it defers to `jax.random.permutation`.
+    """
+    index_bits = max(1, math.ceil(math.log2(max(n, 2))))
+    random_bits = 32 - index_bits
+    if random_bits < 16:
+        return jax.random.permutation(key, n).astype(jnp.int32)
+    num_rounds = max(1, math.ceil(3 * math.log(n) / (random_bits * math.log(2)))) if n > 1 else 1
+    order = jnp.arange(n, dtype=jnp.uint32)
+    for round_key in jax.random.split(key, num_rounds):
+        sort_keys = jax.random.bits(round_key, (n,), jnp.uint32) << index_bits  # random high bits
+        packed = jnp.sort(sort_keys | jnp.arange(n, dtype=jnp.uint32))  # low bits: the current position
+        order = order[packed & ((1 << index_bits) - 1)]
+    return order.astype(jnp.int32)
+
+
+def minibatches(key: jax.Array, data: Any, num_minibatches: int) -> Any:
+    """Shuffle a batch (a pytree of [N, ...] leaves) and split it: leaves [M, N / M, ...]."""
+    n = jax.tree.leaves(data)[0].shape[0]
+    if n % num_minibatches:
+        raise ValueError(f"`num_minibatches` ({num_minibatches}) must divide the batch size {n}.")
+    order = permutation(key, n)
+    return jax.tree.map(lambda x: x[order].reshape((num_minibatches, n // num_minibatches) + x.shape[1:]), data)

@@ -177,11 +177,7 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
 
     def epoch(cfg: Config, data: dict, carry, key):
         """One pass over the shuffled batch: [N, ...] -> num_minibatches × [N / M, ...]."""
-        order = jax.random.permutation(key, config.steps_per_update)
-        minibatches = jax.tree.map(
-            lambda x: x[order].reshape((config.num_minibatches, config.minibatch_size) + x.shape[1:]), data
-        )
-        return jax.lax.scan(lambda c, mb: sgd_step(cfg, c, mb), carry, minibatches)
+        return jax.lax.scan(lambda c, mb: sgd_step(cfg, c, mb), carry, actor_critic.minibatches(key, data, config.num_minibatches))
 
     def update(state: TrainState) -> tuple[TrainState, dict]:
         cfg = config.replace(**state.hparams)
