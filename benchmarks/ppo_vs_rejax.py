@@ -7,7 +7,9 @@ Both sides: 16 envs × 128 steps, 8 epochs × 8 minibatches, separate 64-64 tanh
 critic, Adam lr 2.5e-3, γ 0.99, λ 0.95, clip 0.2, entropy 0, value coef 0.5, max grad norm 0.5.
 rejax runs as a subprocess in its own venv (/tmp/rejaxref, see ../shared/peers/README.md);
 its script times a second call after a compiling first call, and so does this one: env-steps/s
-is of the second call, seeds vmapped. Writes benchmarks/results/ppo-vs-rejax.{json,md}.
+is of the second call, seeds vmapped. Beside them, the ceiling of this machine: PPO's FLOPs per env
+step at these settings over the dense-math rate measured in the same process
+(`benchmarks.throughput.dense_roofline`). Writes benchmarks/results/ppo-vs-rejax.{json,md}.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 import rlpg
 from rlpg import algos, rollout
+from benchmarks.throughput import dense_roofline, mlp_flops
 from rlpg.algos import ppo
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,6 +55,14 @@ def rlpg_ppo(total_timesteps: int, num_seeds: int, eval_episodes: int = 128) -> 
         returns = evaluate(jax.random.split(jax.random.PRNGKey(2), num_seeds), state.params["policy"])
         result["greedy_eval" if greedy else "stochastic_eval"] = np.asarray(returns).mean(axis=1).tolist()
     return result
+
+
+def ppo_flops_per_step(obs_dim: int = 4, num_actions: int = 2, hidden=(64, 64), num_epochs: int = 8) -> int:
+    """FLOPs per env step: the rollout's policy forward and the V(s), V(s') forwards, then each
+    epoch's policy and value forward + backward (backward ≈ 2 × forward) over every sample."""
+    policy = mlp_flops([obs_dim, *hidden, num_actions])
+    value = mlp_flops([obs_dim, *hidden, 1])
+    return policy + 2 * value + num_epochs * 3 * (policy + value)
 
 
 def rejax_ppo(total_timesteps: int, num_seeds: int) -> dict | None:
@@ -83,6 +94,9 @@ def main() -> None:
         print("rejax:", peers[-1]["line"] if peers[-1] else "not run: create /tmp/rejaxref as ../shared/peers/README.md says", flush=True)
         runs.append(rlpg_ppo(args.total_timesteps, args.seeds))
         print(runs[-1]["line"], flush=True)
+    roof = dense_roofline()
+    per_step = ppo_flops_per_step(num_epochs=REJAX_SETTINGS["num_epochs"])
+    ceiling = roof["gflops"] * 1e9 / per_step
     ours = min(runs, key=lambda r: r["second_call_s"])
     ours["all_second_call_s"] = [r["second_call_s"] for r in runs]
     peer = min(peers, key=lambda r: r["second_call_s"]) if peers[0] else None
@@ -93,7 +107,8 @@ def main() -> None:
           f"stochastic eval {np.round(ours['stochastic_eval'], 1).tolist()}", flush=True)
     result = {"device": device, "jax": jax.__version__, "total_timesteps": args.total_timesteps, "seeds": args.seeds,
               "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in REJAX_SETTINGS.items()},
-              "rlpg": ours, "rejax": peer}
+              "rlpg": ours, "rejax": peer,
+              "ceiling": {**roof, "flops_per_env_step": per_step, "max_steps_per_s": ceiling}}
     lines = [f"# PPO on CartPole-v1: rlpg vs rejax ({device}, jax {jax.__version__})", "",
              f"{args.total_timesteps:,} env steps per seed, {args.seeds} seed(s), rejax's settings on both sides "
              "(16 envs × 128 steps, 8 epochs × 8 minibatches, 64-64 tanh, lr 2.5e-3). Seconds of a second call "
@@ -111,6 +126,14 @@ def main() -> None:
         lines += ["", f"rlpg / rejax env-steps/s: **{result['speed_ratio']:.2f}×**. All second calls: rlpg "
                   f"{np.round(ours['all_second_call_s'], 2).tolist()} s, rejax {np.round(peer['all_second_call_s'], 2).tolist()} s."]
         print(f"ratio rlpg / rejax: {result['speed_ratio']:.2f}x", flush=True)
+    lines += ["", f"Ceiling: PPO at these settings needs {per_step:,} FLOP per env step (rollout forward of policy and "
+              f"V(s), V(s'); 8 epochs of policy and value forward + backward); at the {roof['gflops']:.1f} GFLOP/s that "
+              f"XLA's dense kernels reach here on the same MLP with a large batch (measured in this process), a JAX "
+              f"program doing this arithmetic cannot exceed {ceiling:,.0f} env-steps/s (less at minibatches of 256)."
+              f" rlpg reaches {ours['steps_per_s'] / ceiling:.0%} of it"
+              + (f", rejax {peer['steps_per_s'] / ceiling:.0%}; twice rejax would be {2 * peer['steps_per_s'] / ceiling:.0%}."
+                 if peer else ".")]
+    print(lines[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ppo-vs-rejax.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "ppo-vs-rejax.md").write_text("\n".join(lines) + "\n")
