@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, exact, experiment, rollout
+from rlpg import algos, exact, experiment
 from rlpg.algos import reinforce
 
 RESULTS_JSON = "results.json"
