@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from rlpg import estimators, rollout
@@ -131,13 +130,11 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         _, advantages, targets = actor_critic.values_and_advantages(
             lambda obs: value_fn.apply(state.params["value"], obs), traj, traj.reward, cfg.gamma, cfg.lam
         )
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, traj, advantages, targets, cfg)
-        updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        done_updates = state.update + 1
-        metrics = update_metrics(
-            config, progress, done_updates, traj, loss=loss, **aux, grad_norm=optax.tree.norm(grads["policy"])
+        params, opt_state, stats = actor_critic.optimizer_step(
+            optimizer(cfg), loss_fn, state.params, state.opt_state, traj, advantages, targets, cfg
         )
+        done_updates = state.update + 1
+        metrics = update_metrics(config, progress, done_updates, traj, **stats)
         new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
         return new_state, metrics
 

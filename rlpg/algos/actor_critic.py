@@ -1,6 +1,6 @@
 """What the actor-critic algorithms (A2C, PPO, NPG) share: the learned value's advantages,
-reward normalization, the Adam optimizer with per-network gradient clipping, and shuffled
-minibatches."""
+reward normalization, the Adam optimizer with per-network gradient clipping and its step, and
+shuffled minibatches."""
 
 from __future__ import annotations
 
@@ -60,6 +60,16 @@ def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: 
     learning_rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
     tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
     return optax.multi_transform({"policy": tx, "value": tx}, lambda params: {k: k for k in params})
+
+
+def optimizer_step(optimizer: optax.GradientTransformation, loss_fn: Callable, params: dict, opt_state, *args):
+    """One step of `optimizer` (e.g. `adam`) on `loss_fn(params, *args) -> (loss, aux dict)` for
+    params {"policy": ..., "value": ...}. Returns (params, opt_state, stats) with stats =
+    {"loss", **aux, "grad_norm"}, grad_norm the global norm of the policy's gradient before clipping."""
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    stats = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads["policy"])}
+    return optax.apply_updates(params, updates), opt_state, stats
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:

@@ -33,7 +33,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from rlpg import estimators, normalization, returns, rollout
@@ -169,11 +168,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         return loss, {**aux, **estimators.ratio_diagnostics(log_prob, batch["log_prob"], cfg.clip_eps)}
 
     def sgd_step(cfg: Config, carry, batch: dict):
-        params, opt_state = carry
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, cfg)
-        updates, opt_state = optimizer(cfg).update(grads, opt_state, params)
-        stats = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads["policy"])}
-        return (optax.apply_updates(params, updates), opt_state), stats
+        params, opt_state, stats = actor_critic.optimizer_step(optimizer(cfg), loss_fn, *carry, batch, cfg)
+        return (params, opt_state), stats
 
     def epoch(cfg: Config, data: dict, carry, key):
         """One pass over the shuffled batch: [N, ...] -> num_minibatches × [N / M, ...]."""

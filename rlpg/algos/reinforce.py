@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from rlpg import estimators, returns, rollout
@@ -180,13 +179,9 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         envs, traj = rollout.rollout(
             rollout_key, policy, state.params["policy"], env, env_params, state.envs, config.num_steps
         )
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, traj, cfg)
-        updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state, stats = actor_critic.optimizer_step(optimizer(cfg), loss_fn, state.params, state.opt_state, traj, cfg)
         done_updates = state.update + 1
-        metrics = update_metrics(
-            config, progress, done_updates, traj, loss=loss, **aux, grad_norm=optax.tree.norm(grads["policy"])
-        )
+        metrics = update_metrics(config, progress, done_updates, traj, **stats)
         new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
         return new_state, metrics
 
