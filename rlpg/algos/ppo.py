@@ -173,7 +173,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
 
     def epoch(cfg: Config, data: dict, carry, key):
         """One pass over the shuffled batch: [N, ...] -> num_minibatches × [N / M, ...]."""
-        return jax.lax.scan(lambda c, mb: sgd_step(cfg, c, mb), carry, actor_critic.minibatches(key, data, config.num_minibatches))
+        minibatches = actor_critic.minibatches(key, data, config.num_minibatches)
+        return jax.lax.scan(lambda c, mb: sgd_step(cfg, c, mb), carry, minibatches)
 
     def update(state: TrainState) -> tuple[TrainState, dict]:
         cfg = config.replace(**state.hparams)

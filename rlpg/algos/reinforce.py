@@ -179,7 +179,9 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         envs, traj = rollout.rollout(
             rollout_key, policy, state.params["policy"], env, env_params, state.envs, config.num_steps
         )
-        params, opt_state, stats = actor_critic.optimizer_step(optimizer(cfg), loss_fn, state.params, state.opt_state, traj, cfg)
+        params, opt_state, stats = actor_critic.optimizer_step(
+            optimizer(cfg), loss_fn, state.params, state.opt_state, traj, cfg
+        )
         done_updates = state.update + 1
         metrics = update_metrics(config, progress, done_updates, traj, **stats)
         new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
