@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -155,7 +156,8 @@ class Args:
     """train in chunks of this many updates, saving a resume point (complete training state and
     metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
     resume: Path | None = None
-    """continue the interrupted run in this folder, with its saved flags"""
+    """continue the interrupted run in this folder from its newest intact resume point, with its
+    saved flags; only --log-every and --checkpoint-every may be given with it"""
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
@@ -199,11 +201,11 @@ def make_mesh(args: Args, config):
 
 def run(args: Args) -> dict:
     """Train in chunks (saving a resume point after each), evaluate, write the run folder;
-    returns the summary. With `args.resume`, continue the run saved in that folder instead."""
-    if args.resume is not None:
-        args, out = resume_args(args.resume)
-    else:
-        out = None
+    returns the summary. With `args.resume`, continue the run saved in that folder instead:
+    from its newest intact resume point, running only the remaining updates."""
+    resuming = args.resume is not None
+    if resuming:
+        args, out = resume_args(args)
     if args.num_seeds < 1:
         raise ValueError(f"`num_seeds` must be >= 1; got {args.num_seeds}.")
     if args.eval_episodes < 1:
@@ -212,15 +214,19 @@ def run(args: Args) -> dict:
         raise ValueError(f"`checkpoint_every` must be >= 0 (0: once, at the end); got {args.checkpoint_every}.")
     module, config = make_config(args)
     mesh = make_mesh(args, config)
-    if args.distributed and (args.checkpoint_every or args.resume is not None):
+    if args.distributed and (args.checkpoint_every or resuming):
         raise ValueError("`--checkpoint-every` and `--resume` are single-host for now; drop them with `--distributed`.")
-    if out is None:
+    if not resuming:
         out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = experiment.prepare_run_dir(out, args.overwrite)
         experiment.write_json(out / experiment.CONFIG_FILE, {
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
             "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
         })
+    fingerprint = experiment.config_fingerprint(experiment.load_config(out))
+    # Checked before anything compiles: a damaged point falls back to the previous one (with a
+    # warning), no intact point or a changed config.json stops here.
+    found = experiment.intact_resume_point(out, fingerprint) if resuming else None
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
@@ -247,11 +253,16 @@ def run(args: Args) -> dict:
     compile_s, train_s = time.perf_counter() - t0, 0.0
     metrics: dict[str, np.ndarray] = {}
     done = 0  # updates so far, the same for every seed
-    point = experiment.latest_resume_point(out) if args.resume is not None else None
-    if point is not None:
+    if found is not None:
+        point, manifest = found
         state, metrics = experiment.restore_resume_point(point, state)
-        done = int(metrics["update"][0, -1])
-        print(f"resumed from {point} (update {done})", flush=True)
+        done = int(manifest["update"])
+        print(f"resuming from {point}: update {done}/{algorithm.num_updates}, "
+              f"{done * config.steps_per_update:,} env steps per seed done; "
+              f"{algorithm.num_updates - done} updates left", flush=True)
+    elif resuming:
+        print(f"{out} has no resume point (stopped before its first one was saved): training from update 0", flush=True)
+    start = done
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
     with StopOnSignal() as stop:
         while done < algorithm.num_updates:
@@ -270,7 +281,7 @@ def run(args: Args) -> dict:
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
                        for k, v in new_metrics.items()}
             if args.checkpoint_every or stop.signum is not None:
-                experiment.save_resume_point(out, state, metrics)
+                experiment.save_resume_point(out, state, metrics, fingerprint)
             if stop.signum is not None:
                 print(f"stopped by signal {stop.signum} after update {done}; continue with "
                       f"`python -m experiments.train --resume {out}`", flush=True)
@@ -284,6 +295,7 @@ def run(args: Args) -> dict:
     eval_returns = np.asarray(evaluate(eval_keys, state.params["policy"]))
 
     total_steps = config.num_updates * config.steps_per_update
+    steps_this_run = (algorithm.num_updates - start) * config.steps_per_update
     summary = {
         "algo": args.algo,
         "env": args.env,
@@ -295,7 +307,8 @@ def run(args: Args) -> dict:
         "eval_return_median_over_seeds": float(np.median(eval_returns.mean(axis=1))),
         "compile_seconds": compile_s,
         "train_seconds": train_s,
-        "env_steps_per_second": total_steps * args.num_seeds / train_s if train_s else float("nan"),
+        "env_steps_per_second": steps_this_run * args.num_seeds / train_s if train_s else float("nan"),
+        "resumed_from_update": start if resuming else None,
         "mesh": dict(mesh.shape) if mesh is not None else None,
     }
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)
@@ -309,14 +322,41 @@ def run(args: Args) -> dict:
     return summary
 
 
-def resume_args(run_dir: Path) -> tuple[Args, Path]:
-    """The saved flags of the run in `run_dir` (other flags are ignored when resuming)."""
+def resume_args(args: Args) -> tuple[Args, Path]:
+    """The saved flags of the run in `args.resume` (and its folder), with the flags that may
+    differ (`experiment.RESUME_SAFE_FLAGS`) taken from `args`; any other flag set in `args` is refused."""
+    run_dir = Path(args.resume)
+    given = [f.name for f in dataclasses.fields(Args) if getattr(args, f.name) != f.default]
+    check_resume_flags(given)
     saved = experiment.load_config(run_dir)["args"]
-    if (Path(run_dir) / experiment.SUMMARY_FILE).exists():
+    if (run_dir / experiment.SUMMARY_FILE).exists():
         raise ValueError(f"`resume`: the run in {run_dir} has finished (it has {experiment.SUMMARY_FILE}).")
-    saved["out"] = Path(run_dir)
-    saved["resume"] = None
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), Path(run_dir)
+    unknown = set(saved) - {f.name for f in dataclasses.fields(Args)}
+    if unknown:
+        raise experiment.DamagedCheckpointError(
+            f"{run_dir / experiment.CONFIG_FILE} is damaged: its args hold unknown flags {sorted(unknown)}."
+        )
+    saved.update(out=run_dir, resume=run_dir, **{k: getattr(args, k) for k in given if k in experiment.RESUME_SAFE_FLAGS})
+    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), run_dir
+
+
+def check_resume_flags(given: list[str]) -> None:
+    """Refuse, by name, the flags in `given` (names of Args fields) that may not accompany --resume."""
+    refused = [name for name in given if name not in ("resume", *experiment.RESUME_SAFE_FLAGS)]
+    if refused:
+        names = ", ".join(f"--{n.replace('_', '-')}" for n in refused)
+        safe = ", ".join(f"--{n.replace('_', '-')}" for n in experiment.RESUME_SAFE_FLAGS)
+        raise ValueError(
+            f"`--resume` continues a run with the flags it was started with; {names} may not be given with it "
+            f"(only {safe} may). Start a new run to change them."
+        )
+
+
+def given_flags(argv: list[str]) -> list[str]:
+    """Names of the Args fields spelled out on a command line (`--num-envs 8`, `--num-envs=8`)."""
+    names = {f.name for f in dataclasses.fields(Args)}
+    flags = (token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--"))
+    return [name for name in flags if name in names]
 
 
 def check_finite(metrics: dict, out: Path) -> None:
@@ -355,6 +395,8 @@ class StopOnSignal:
 
 def main() -> None:
     args = tyro.cli(Args)
+    if args.resume is not None:  # also refuses flags given at their default value
+        check_resume_flags(given_flags(sys.argv[1:]))
     if args.distributed:
         jax.distributed.initialize()
     run(args)

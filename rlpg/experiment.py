@@ -2,13 +2,15 @@
 
 A run folder holds `config.json`, `metrics.csv`, `summary.json`, `learning_curve.png` and
 `checkpoint/` (orbax) with the final parameters of every seed, stacked on a leading axis.
-While it trains, `resume/update_<n>/` holds the latest resume point: the complete training
-state of every seed (orbax) and the metrics of updates 1..n (`metrics.npz`).
+While it trains, `resume/update_<n>/` holds the two newest resume points: the complete training
+state of every seed (orbax), the metrics of updates 1..n (`metrics.npz`) and `manifest.json`
+(sizes and checksums of those files, and the config they were written under), written last.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import threading
@@ -29,6 +31,11 @@ SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 CHECKPOINT_DIR = "checkpoint"
 RESUME_DIR = "resume"
+MANIFEST_FILE = "manifest.json"
+KEEP_RESUME_POINTS = 2
+RESUME_SAFE_FLAGS = ("log_every", "checkpoint_every")
+"""Flags that may differ between a resume point and the run continuing it: they change what is
+printed and how often points are saved, not what is computed (chunked runs equal one program)."""
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -167,28 +174,110 @@ def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str
     save_figure(fig, path)
 
 
+class DamagedCheckpointError(ValueError):
+    """A checkpoint, resume point or run file that cannot be read as written: the message names
+    the file and what is wrong with it."""
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, **extra: Any) -> None:
+    """Write `folder/manifest.json` last: the size and SHA-256 of every file under `folder`, and `extra`.
+
+    Written after the data, so a folder whose manifest is present and matches is complete."""
+    folder = Path(folder)
+    files = {
+        str(f.relative_to(folder)): {"size": f.stat().st_size, "sha256": _file_digest(f)}
+        for f in sorted(folder.rglob("*")) if f.is_file() and f.name != MANIFEST_FILE
+    }
+    write_json(folder / MANIFEST_FILE, {"files": files, **extra})
+
+
+def check_manifest(folder: Path) -> dict:
+    """The manifest of `folder`, after checking that every file it lists is there with its size and
+    checksum; raises DamagedCheckpointError naming the first file that is not."""
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise DamagedCheckpointError(f"{folder} is damaged or incomplete: it has no {MANIFEST_FILE} (written last, after the data).")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise DamagedCheckpointError(f"{path} is damaged: it lists no files.")
+    for name, expected in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise DamagedCheckpointError(f"{folder} is damaged: {name} is missing.")
+        if file.stat().st_size != expected["size"]:
+            raise DamagedCheckpointError(
+                f"{folder} is damaged: {name} has {file.stat().st_size} bytes, {expected['size']} were written."
+            )
+        if _file_digest(file) != expected["sha256"]:
+            raise DamagedCheckpointError(f"{folder} is damaged: {name} does not match its checksum.")
+    return manifest
+
+
 def save_params(path: Path, params: Any) -> None:
-    """Write a parameter pytree as an orbax checkpoint at `path` (which must not exist)."""
+    """Write a parameter pytree as an orbax checkpoint at `path` (which must not exist), then its manifest."""
     import orbax.checkpoint as ocp
 
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(Path(path).absolute(), params)
     checkpointer.wait_until_finished()
+    write_manifest(path)
 
 
 def restore_params(path: Path) -> Any:
-    """Read a parameter pytree written by `save_params`."""
+    """Read a parameter pytree written by `save_params` (checked against its manifest, if it has one)."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).exists():
+        check_manifest(path)
+    return _orbax_restore(path)
+
+
+def _orbax_restore(path: Path, abstract: Any = None) -> Any:
+    """orbax's restore, its errors turned into a DamagedCheckpointError naming the folder."""
     import orbax.checkpoint as ocp
 
-    return ocp.StandardCheckpointer().restore(Path(path).absolute())
+    if not Path(path).is_dir():
+        raise DamagedCheckpointError(f"{path} is missing: the checkpoint folder is not there.")
+    try:
+        return ocp.StandardCheckpointer().restore(Path(path).absolute(), abstract)
+    except Exception as error:  # orbax and TensorStore raise many kinds; the user needs the folder
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DamagedCheckpointError(
+            f"{path} cannot be read as an orbax checkpoint ({type(error).__name__}: {first_line[:200]})."
+        ) from error
 
 
-def save_resume_point(run_dir: Path, state: Any, metrics: Mapping[str, np.ndarray]) -> Path:
-    """Write `resume/update_<n>/` (n = the state's update count), atomically, then drop older points.
+def config_fingerprint(saved_config: Mapping[str, Any]) -> dict:
+    """What must not change between a resume point and the run that continues it: the run's
+    `config.json` less its folder flags (out, overwrite, resume) and `RESUME_SAFE_FLAGS`."""
+    fingerprint = json.loads(json.dumps(saved_config, default=_json_default))  # as JSON reads it back
+    fingerprint["config"] = {k: v for k, v in fingerprint["config"].items() if k not in RESUME_SAFE_FLAGS}
+    skip = RESUME_SAFE_FLAGS + ("out", "overwrite", "resume")
+    fingerprint["args"] = {k: v for k, v in fingerprint.get("args", {}).items() if k not in skip}
+    return fingerprint
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def save_resume_point(run_dir: Path, state: Any, metrics: Mapping[str, np.ndarray], fingerprint: dict | None = None) -> Path:
+    """Write `resume/update_<n>/` (n = the state's update count), atomically; keep the newest
+    `KEEP_RESUME_POINTS` points up to n.
 
     state: the training state of every seed (leading seed axis). metrics: {name: [seeds, n]}.
-    The point is assembled under a temporary name and renamed into place, so a kill at any
-    moment leaves the previous point intact.
+    fingerprint: `config_fingerprint` of the run, stored with its hash so a changed config is
+    refused on resume. The point is assembled under a temporary name, its manifest (sizes and
+    checksums) written last, and renamed into place, so a kill at any moment leaves the
+    previous points intact.
     """
     import orbax.checkpoint as ocp
 
@@ -202,55 +291,158 @@ def save_resume_point(run_dir: Path, state: Any, metrics: Mapping[str, np.ndarra
     checkpointer.save(tmp / "state", state)
     checkpointer.wait_until_finished()
     np.savez(tmp / "metrics.npz", **{k: np.asarray(v) for k, v in metrics.items()})
+    fingerprint = fingerprint or {}
+    write_manifest(tmp, update=update, config=fingerprint, config_sha256=_hash(fingerprint))
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    for old in root.glob("update_*"):
-        if old != final:
-            shutil.rmtree(old)
+    older = [p for p in resume_points(run_dir) if _point_update(p) < update]
+    for old in older[: max(len(older) - (KEEP_RESUME_POINTS - 1), 0)]:
+        shutil.rmtree(old)
     return final
 
 
+def _point_update(point: Path) -> int:
+    return int(point.name.split("_")[1])
+
+
+def resume_points(run_dir: Path) -> list[Path]:
+    """Every `resume/update_<n>/` folder of a run, oldest first (intact or not)."""
+    return sorted((Path(run_dir) / RESUME_DIR).glob("update_*"), key=_point_update)
+
+
 def latest_resume_point(run_dir: Path) -> Path | None:
-    """The newest complete `resume/update_<n>/` of a run folder, or None."""
-    points = sorted((Path(run_dir) / RESUME_DIR).glob("update_*"))
+    """The newest `resume/update_<n>/` of a run folder, or None (not checked: see `intact_resume_point`)."""
+    points = resume_points(run_dir)
     return points[-1] if points else None
 
 
-def restore_resume_point(point: Path, abstract_state: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """(state, metrics) saved by `save_resume_point`; `abstract_state` gives the state's
-    structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
-    import orbax.checkpoint as ocp
+def intact_resume_point(run_dir: Path, fingerprint: dict | None = None) -> tuple[Path, dict] | None:
+    """(point, manifest) of the newest resume point whose files match its manifest, or None if the
+    run wrote none.
 
-    state = ocp.StandardCheckpointer().restore(Path(point).absolute() / "state", abstract_state)
+    A damaged newer point is skipped with a warning that names it; if points exist but none is
+    intact, DamagedCheckpointError. With `fingerprint` (the run's `config_fingerprint`), a point
+    written under another config is refused with a ValueError naming the changed fields.
+    """
+    points = resume_points(run_dir)
+    problems = []
+    for point in reversed(points):
+        try:
+            manifest = check_manifest(point)
+        except DamagedCheckpointError as error:
+            warnings.warn(f"resume point skipped: {error}", stacklevel=2)
+            problems.append(str(error))
+            continue
+        if fingerprint is not None:
+            check_same_config(point, manifest, fingerprint)
+        return point, manifest
+    if problems:
+        raise DamagedCheckpointError(
+            f"no intact resume point in {Path(run_dir) / RESUME_DIR}: " + " ".join(problems)
+            + " Nothing was restored; the run was not restarted."
+        )
+    return None
+
+
+def check_same_config(point: Path, manifest: dict, fingerprint: dict) -> None:
+    """Raise ValueError naming the fields of `fingerprint` that differ from the config `point` was written with."""
+    saved = manifest.get("config", {})
+    if _hash(saved) == _hash(fingerprint):
+        return
+    flat_saved, flat_now = _flatten(saved), _flatten(fingerprint)
+    changed = [
+        f"{name} {flat_saved.get(name, '(absent)')!r} -> {flat_now.get(name, '(absent)')!r}"
+        for name in sorted(set(flat_saved) | set(flat_now)) if flat_saved.get(name) != flat_now.get(name)
+    ]
+    raise ValueError(
+        f"the run's {CONFIG_FILE} has changed since {point} was written: {'; '.join(changed)}. "
+        f"Restore the old values to resume, or start a new run with the new config."
+    )
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        flat.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return flat
+
+
+def restore_resume_point(point: Path, abstract_state: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(state, metrics) saved by `save_resume_point`, after checking the point's manifest;
+    `abstract_state` gives the state's structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
+    check_manifest(point)
+    state = _orbax_restore(Path(point) / "state", abstract_state)
     with np.load(Path(point) / "metrics.npz") as saved:
         metrics = {k: saved[k] for k in saved.files}
     return state, metrics
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in `path`; a file that is not valid JSON raises DamagedCheckpointError naming it and where."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise DamagedCheckpointError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): the file is damaged."
+        ) from None
+    except UnicodeDecodeError:
+        raise DamagedCheckpointError(f"{path} is not a text file: the file is damaged.") from None
+
+
 def load_config(run_dir: str | Path) -> dict:
-    """The `config.json` of a run folder."""
+    """The `config.json` of a run folder, checked to hold what experiments.train writes."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: `run_dir` must be a folder written by experiments.train.")
-    return json.loads(path.read_text())
+    saved = read_json(path)
+    missing = [k for k in ("algo", "num_seeds", "seed", "config", "args") if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise DamagedCheckpointError(f"{path} is damaged: it lacks {missing} (experiments.train writes them all).")
+    return saved
 
 
-def load_policy(run_dir: str | Path, seed: int = 0) -> Callable[..., Any]:
+def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = False) -> Callable[..., Any]:
     """`act(obs, key=None) -> action` for one unbatched observation, from a finished run.
 
     Greedy (the distribution's mode) when `key` is None, sampled otherwise. Works on numpy
     observations, so the policy can be played in any environment with the same spaces,
     gymnasium's included. `seed` indexes the run's seeds (0 .. num_seeds − 1).
+    `from_resume_point=True` plays the parameters of the newest intact resume point instead,
+    e.g. of a run still training or one that was stopped.
     """
     saved = load_config(run_dir)
     num_seeds = saved["num_seeds"]
-    if not 0 <= seed < num_seeds:
-        raise ValueError(f"`seed` must be in [0, {num_seeds}) for this run; got {seed}.")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < num_seeds:
+        raise ValueError(f"`seed` must be in [0, {num_seeds}) for this run, an int; got {seed!r}.")
     module = algo_module(saved["algo"])
-    algorithm = module.make_algorithm(config_from_dict(module.Config, saved["config"]))
+    try:
+        config = config_from_dict(module.Config, saved["config"])
+    except TypeError as error:
+        raise DamagedCheckpointError(f"{Path(run_dir) / CONFIG_FILE} is damaged: its config does not fit {module.__name__}.Config ({error}).") from None
+    algorithm = module.make_algorithm(config)
     policy, env, env_params = algorithm.policy, algorithm.env, algorithm.env_params
-    params = jax.tree.map(lambda x: jnp.asarray(x[seed]), restore_params(Path(run_dir) / CHECKPOINT_DIR)["policy"])
+    if from_resume_point:
+        found = intact_resume_point(run_dir)
+        if found is None:
+            raise FileNotFoundError(f"{run_dir} has no resume point (`from_resume_point`): it was run without --checkpoint-every.")
+        keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+        state, _ = restore_resume_point(found[0], jax.eval_shape(jax.vmap(algorithm.init), keys))
+        all_params = state.params
+    else:
+        checkpoint = Path(run_dir) / CHECKPOINT_DIR
+        if not checkpoint.exists() and resume_points(run_dir):
+            point = latest_resume_point(run_dir)
+            raise FileNotFoundError(
+                f"{run_dir} holds an unfinished run (no {CHECKPOINT_DIR}/; its newest resume point is {point.name}): "
+                f"finish it with `python -m experiments.train --resume {run_dir}`, or play the resume point's "
+                f"parameters with `rlpg.load_policy({str(run_dir)!r}, from_resume_point=True)`."
+            )
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"{checkpoint} not found: the run did not finish and wrote no resume point.")
+        all_params = restore_params(checkpoint)
+    params = jax.tree.map(lambda x: jnp.asarray(x[seed]), all_params["policy"])
     obs_shape = env.observation_space(env_params).shape
 
     @jax.jit

@@ -1,10 +1,15 @@
-"""Nothing lost: a run killed with SIGTERM resumes to the same numbers, bit for bit, and a
-non-finite loss stops a run with the last good resume point intact."""
+"""Nothing lost: a run killed with SIGTERM resumes from its newest intact point, runs only the
+remaining updates and ends with the uninterrupted run's numbers, bit for bit; damaged points,
+changed configs and flags that would change the run are refused by name; a non-finite loss
+stops a run with the last good resume point intact."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +17,7 @@ import numpy as np
 import pytest
 from gymnax.wrappers.purerl import GymnaxWrapper
 
+import rlpg
 from experiments import train as train_cli
 from rlpg import envs, experiment, rollout
 
@@ -31,32 +37,158 @@ def reference(tmp_path_factory):
     return out, summary
 
 
-def test_sigterm_then_resume_is_bitwise_identical(reference, tmp_path):
-    ref_dir, ref_summary = reference
-    out = tmp_path / "killed"
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A real `python -m experiments.train` process stopped by SIGTERM after update 20 or later:
+    (its run folder, the update of its newest resume point, its output)."""
+    out = tmp_path_factory.mktemp("resume") / "stopped"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in FLAGS.items()]
     cmd = [sys.executable, "-m", "experiments.train", f"--out={out}", *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     lines = []
-    for line in proc.stdout:  # SIGTERM as soon as training has begun
+    for line in proc.stdout:  # SIGTERM once training has passed update 20 (so two points exist)
         lines.append(line)
-        if "update " in line and "/60" in line:
+        if (update := progress_update(line)) is not None and update >= 20:
             proc.send_signal(signal.SIGTERM)
             break
     output = "".join(lines) + proc.stdout.read()
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM, output
     assert "--resume" in output
-    point = experiment.latest_resume_point(out)
-    stopped_at = int(point.name.split("_")[1])
-    assert 0 < stopped_at < 60, output  # it really stopped mid-way
+    stopped_at = int(experiment.latest_resume_point(out).name.split("_")[1])
+    assert 20 <= stopped_at < 60, output  # it really stopped mid-way
     assert not (out / experiment.SUMMARY_FILE).exists()
+    return out, stopped_at, output
 
-    summary = train_cli.run(train_cli.Args(resume=out))
+
+def progress_update(line: str) -> int | None:
+    """The update number of a progress line ("seed 1/2  update    25/60 ..."), else None."""
+    words = line.split()
+    if "update" not in words:
+        return None
+    update, _, total = words[words.index("update") + 1].partition("/")
+    return int(update) if total == "60" else None
+
+
+def copy_of(stopped, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(stopped[0], out)
+    return out
+
+
+def resume_counting_updates(out, capsys, **flags):
+    """Resume the run in `out` in this process -> (summary, output, update numbers of its progress lines)."""
+    capsys.readouterr()
+    summary = train_cli.run(train_cli.Args(resume=out, **flags))
+    output = capsys.readouterr().out
+    return summary, output, [u for u in map(progress_update, output.splitlines()) if u is not None]
+
+
+def assert_equals_uninterrupted(out, summary, reference):
+    ref_dir, ref_summary = reference
     assert (out / experiment.METRICS_FILE).read_bytes() == (ref_dir / experiment.METRICS_FILE).read_bytes()
     assert same_tree(experiment.restore_params(out / "checkpoint"), experiment.restore_params(ref_dir / "checkpoint"))
     assert summary["eval_return_mean"] == ref_summary["eval_return_mean"]
+
+
+def test_stopped_run_keeps_its_two_newest_points(stopped):
+    out, stopped_at, _ = stopped
+    points = [p.name for p in experiment.resume_points(out)]
+    assert points == [f"update_{stopped_at - 5:07d}", f"update_{stopped_at:07d}"]
+    for point in experiment.resume_points(out):
+        manifest = experiment.check_manifest(point)
+        assert manifest["update"] == int(point.name.split("_")[1])
+        assert {"metrics.npz"} < set(manifest["files"]) and any(f.startswith("state/") for f in manifest["files"])
+
+
+def test_resume_runs_only_the_remaining_updates(stopped, reference, tmp_path, capsys):
+    out, stopped_at = copy_of(stopped, tmp_path), stopped[1]
+    summary, output, updates = resume_counting_updates(out, capsys)
+    assert f"update {stopped_at}/60" in output and f"update_{stopped_at:07d}" in output  # says where it continues
+    # Each of the 2 seeds reports every 5th update after the point, and nothing before it.
+    assert sorted(updates) == sorted(2 * list(range(stopped_at + 5, 61, 5))), output
+    assert summary["resumed_from_update"] == stopped_at
+    assert_equals_uninterrupted(out, summary, reference)
     with pytest.raises(ValueError, match="has finished"):
         train_cli.run(train_cli.Args(resume=out))
+
+
+def test_damaged_newest_point_falls_back_to_the_previous_one(stopped, reference, tmp_path, capsys):
+    out, stopped_at = copy_of(stopped, tmp_path), stopped[1]
+    newest = experiment.latest_resume_point(out)
+    with (newest / "metrics.npz").open("r+b") as f:  # one flipped byte
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.warns(UserWarning, match=f"{newest}.*metrics.npz does not match its checksum"):
+        summary, output, updates = resume_counting_updates(out, capsys)
+    assert f"update_{stopped_at - 5:07d}" in output
+    assert sorted(updates) == sorted(2 * list(range(stopped_at, 61, 5))), output
+    assert_equals_uninterrupted(out, summary, reference)
+
+
+def test_no_intact_point_stops_with_a_clear_error_and_starts_nothing(stopped, tmp_path):
+    out = copy_of(stopped, tmp_path)
+    points = experiment.resume_points(out)
+    (points[-1] / experiment.MANIFEST_FILE).unlink()  # as if killed before the manifest was written
+    shutil.rmtree(points[0] / "state")
+    with pytest.warns(UserWarning), pytest.raises(experiment.DamagedCheckpointError) as error:
+        train_cli.run(train_cli.Args(resume=out))
+    message = str(error.value)
+    assert "no intact resume point" in message and "not restarted" in message
+    assert points[-1].name in message and f"{points[0].name} is damaged: state/" in message
+    assert experiment.resume_points(out) == points  # nothing deleted
+    assert not (out / experiment.METRICS_FILE).exists() and not (out / experiment.SUMMARY_FILE).exists()
+
+
+def test_a_changed_config_is_refused_naming_the_fields(stopped, tmp_path):
+    out = copy_of(stopped, tmp_path)
+    saved = json.loads((out / experiment.CONFIG_FILE).read_text())
+    saved["args"]["num_envs"] = saved["config"]["num_envs"] = 8
+    (out / experiment.CONFIG_FILE).write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"has changed since .*update_\d+ was written: args.num_envs 4 -> 8; config.num_envs 4 -> 8"):
+        train_cli.run(train_cli.Args(resume=out))
+
+
+@pytest.mark.parametrize("flags, named", [
+    (dict(num_envs=8), "--num-envs"),
+    (dict(out=Path("elsewhere"), lr=0.1), "--lr, --out"),
+    (dict(seed=3), "--seed"),
+])
+def test_flags_that_change_the_run_are_refused_with_resume(stopped, flags, named):
+    with pytest.raises(ValueError, match=f"{named} may not be given with it \\(only --log-every, --checkpoint-every may\\)"):
+        train_cli.run(train_cli.Args(resume=stopped[0], **flags))
+
+
+def test_flags_on_the_command_line_are_refused_even_at_their_default():
+    assert train_cli.given_flags(["--resume", "runs/x", "--num-seeds", "5", "--log-every=20"]) == ["resume", "num_seeds", "log_every"]
+    with pytest.raises(ValueError, match="--num-seeds may not be given"):
+        train_cli.check_resume_flags(["resume", "num_seeds", "log_every"])
+    train_cli.check_resume_flags(["resume", "log_every", "checkpoint_every"])  # these may differ
+
+
+def test_load_policy_of_an_unfinished_run(stopped):
+    out, stopped_at, _ = stopped
+    with pytest.raises(FileNotFoundError, match=f"unfinished run .*update_{stopped_at:07d}.*--resume.*from_resume_point=True"):
+        rlpg.load_policy(out)
+    act = rlpg.load_policy(out, seed=1, from_resume_point=True)
+    assert act(np.zeros(4, np.float32)) in (0, 1)
+
+
+def test_load_policy_names_a_damaged_file(reference, tmp_path):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference[0], out)
+    (out / experiment.CONFIG_FILE).write_text('{"algo": "reinforce", "num_seeds": 2,')
+    with pytest.raises(experiment.DamagedCheckpointError, match=r"config.json is not valid JSON \(.* at line 1"):
+        rlpg.load_policy(out)
+    shutil.copy(reference[0] / experiment.CONFIG_FILE, out / experiment.CONFIG_FILE)
+    weights = max((p for p in (out / "checkpoint").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(experiment.DamagedCheckpointError, match=f"checkpoint is damaged: {weights.relative_to(out / 'checkpoint')} has"):
+        rlpg.load_policy(out)
+    (out / "checkpoint" / experiment.MANIFEST_FILE).unlink()  # no manifest to check: orbax's error, named
+    with pytest.raises(experiment.DamagedCheckpointError, match="checkpoint cannot be read as an orbax checkpoint"):
+        rlpg.load_policy(out)
 
 
 def test_chunked_run_equals_one_program(reference, tmp_path):
