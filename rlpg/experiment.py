@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -50,7 +51,12 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
                 f"`out` {out} already holds a run; choose another folder or pass --overwrite to replace it."
             )
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"`out` {out} cannot be created: {error.strerror}; choose a writable folder.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"`out` {out} is not writable; choose a writable folder.")
     return out
 
 

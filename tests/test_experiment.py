@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +98,8 @@ def test_load_policy_rejects_bad_input(run_dir):
         (dict(reward_scale=0.0), ValueError, "`reward_scale` must be > 0"),
         (dict(gamma=-0.1), ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got -0.1"),
         (dict(log_every=-1), ValueError, "`log_every` must be >= 0"),
+        (dict(seed=2**40), ValueError, r"`seed` must be in \[-2\*\*31, 2\*\*31 - num_seeds\].*got 1099511627776"),
+        (dict(seed=2**31 - 2), ValueError, r"`seed` must be in .*2147483643\]"),  # seeds + 0..4 overflow int32
         (dict(algo="ppo", returns="total"), ValueError, "`--returns` does not apply to --algo ppo"),
         (dict(algo="ppo", num_minibatches=3), ValueError, "num_minibatches"),
         (dict(algo="dqn", batch_size=0), ValueError, "batch_size"),
@@ -106,6 +109,11 @@ def test_bad_flags_fail_before_training(tmp_path, flags, error, words):
     with pytest.raises(error, match=words):
         train_cli.run(train_cli.Args(out=tmp_path / "run", **flags))
     assert not (tmp_path / "run").exists()  # nothing written, nothing compiled
+
+
+def test_unwritable_out_fails_before_training():
+    with pytest.raises(PermissionError, match="`out` /proc/rlpg-run cannot be created"):
+        train_cli.run(train_cli.Args(out=Path("/proc/rlpg-run")))
 
 
 def test_resume_needs_a_run_folder(tmp_path):
