@@ -358,10 +358,11 @@ def check_resume_flags(given: list[str]) -> None:
 
 
 def given_flags(argv: list[str]) -> list[str]:
-    """Names of the Args fields spelled out on a command line (`--num-envs 8`, `--num-envs=8`)."""
+    """Names of the Args fields spelled out on a command line (`--num-envs 8`, `--num-envs=8`, `--no-overwrite`)."""
     names = {f.name for f in dataclasses.fields(Args)}
-    flags = (token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--"))
-    return [name for name in flags if name in names]
+    flags = [token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")]
+    flags = [flag[3:] if flag.startswith("no_") and flag not in names else flag for flag in flags]
+    return [flag for flag in flags if flag in names]
 
 
 def check_finite(metrics: dict, out: Path) -> None:

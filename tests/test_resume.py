@@ -160,8 +160,14 @@ def test_flags_that_change_the_run_are_refused_with_resume(stopped, flags, named
         train_cli.run(train_cli.Args(resume=stopped[0], **flags))
 
 
-def test_flags_on_the_command_line_are_refused_even_at_their_default():
-    assert train_cli.given_flags(["--resume", "runs/x", "--num-seeds", "5", "--log-every=20"]) == ["resume", "num_seeds", "log_every"]
+def test_flags_on_the_command_line_are_refused_even_at_their_default(stopped):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--resume", str(stopped[0]), "--num-seeds", "5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0 and "--num-seeds may not be given with it" in result.stderr, result.stderr
+    argv = ["--resume", "runs/x", "--num-seeds", "5", "--log-every=20", "--no-vectorize-seeds"]
+    assert train_cli.given_flags(argv) == ["resume", "num_seeds", "log_every", "vectorize_seeds"]
     with pytest.raises(ValueError, match="--num-seeds may not be given"):
         train_cli.check_resume_flags(["resume", "num_seeds", "log_every"])
     train_cli.check_resume_flags(["resume", "log_every", "checkpoint_every"])  # these may differ
