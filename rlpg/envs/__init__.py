@@ -7,6 +7,7 @@
 | `CliffWalking()` | 4 × 12 grid, one-hot obs, time limit 200 | `tabular_mdp()` (48 states) |
 | `AliasedGridworld()` | 5-cell corridor, wall-bit obs (cells 1, 3 aliased) | `tabular_mdp()` (6 states), `features()` φ [6, 4, 16] |
 | `RandomTabularMDP(mdp)` / `.from_key(key, S, A)` | any `TabularMDP`, one-hot obs, time limit | `tabular_mdp()` |
+| `LQR(A, B, Q, R, initial_mean, initial_cov, horizon)` | x' = Ax + Bu + w, r = −(xᵀQx + uᵀRu), H steps; differentiable transitions | `rlpg.exact.lqr_expected_return(env, params, K, log σ)` |
 
 Every finite environment is a `FiniteEnv` stepping the same tables it exports; its terminal
 states are absorbing with zero reward in the MDP, so the expected undiscounted return of an
@@ -24,6 +25,7 @@ from typing import Any, Callable
 
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
 from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking
+from rlpg.envs.lqr import LQR, LQRParams, LQRState
 from rlpg.envs.tabular import (
     FiniteEnv,
     FiniteEnvParams,
@@ -60,6 +62,9 @@ __all__ = [
     "FiniteEnv",
     "FiniteEnvParams",
     "FiniteEnvState",
+    "LQR",
+    "LQRParams",
+    "LQRState",
     "MultiArmedBandit",
     "RandomTabularMDP",
     "observation_action_features",
