@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from rlpg import distributions
+from rlpg import distributions, estimators
 from rlpg._checks import check_rank
 from rlpg.policies import Policy
 
@@ -316,3 +316,33 @@ def short_horizon_return(
         bootstrap = jnp.logical_and(~steps["terminated"], jnp.logical_or(steps["truncated"], last))
         total = total + jnp.sum(gamma * discounts * bootstrap * jax.vmap(value_fn)(steps["next_obs"]))
     return total, jax.lax.stop_gradient((obs, state)), steps
+
+
+def per_episode_gradients(
+    keys: jax.Array,
+    policy: Policy,
+    params: Any,
+    env,
+    env_params,
+    horizon: int,
+    gamma: float | jax.Array = 1.0,
+    gradient_horizon: int | None = None,
+) -> dict[str, Any]:
+    """Both estimators on the same N episodes (episode i plays from keys[i]):
+
+    {"pathwise": ∇ `rollout_return` [N, ...], "score": ∇ `score_function_return` with the
+    `leave_one_out_baseline` [N, ...] (pytrees shaped like `params` with a leading N),
+    "return": R [N]}. Their means are unbiased estimates of ∇J (the pathwise one only with
+    gradient_horizon None or >= H); `mixed_gradient(out["pathwise"], out["score"])` mixes them.
+    """
+    rewards = jax.vmap(lambda k: episode_rewards(k, policy, params, env, env_params, horizon, gamma))(keys)
+    score = estimators.per_sample_grads(
+        lambda prm, k, b: score_function_return(k, policy, prm, env, env_params, horizon, gamma, b),
+        params,
+        keys,
+        leave_one_out_baseline(rewards),
+    )
+    path = estimators.per_sample_grads(
+        lambda prm, k: rollout_return(k, policy, prm, env, env_params, horizon, gamma, gradient_horizon), params, keys
+    )
+    return {"pathwise": path, "score": score, "return": rewards.sum(1)}

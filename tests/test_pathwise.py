@@ -80,19 +80,8 @@ def lqr_estimates():
     policy, p, params = env.linear_policy(), env.default_params, lqr_params()
     keys = jax.random.split(jax.random.PRNGKey(7), 4096)
 
-    @jax.jit
-    def estimates(params, keys):
-        pw = estimators.per_sample_grads(
-            lambda prm, k: pathwise.rollout_return(k, policy, prm, env, p, HORIZON, GAMMA), params, keys
-        )
-        rewards = jax.vmap(lambda k: pathwise.episode_rewards(k, policy, params, env, p, HORIZON, GAMMA))(keys)
-        baselines = pathwise.leave_one_out_baseline(rewards)
-        sf = estimators.per_sample_grads(
-            lambda prm, k, b: pathwise.score_function_return(k, policy, prm, env, p, HORIZON, GAMMA, b), params, keys, baselines
-        )
-        return pw, sf, rewards.sum(1)
-
-    pw, sf, returns = estimates(params, keys)
+    out = jax.jit(lambda prm, k: pathwise.per_episode_gradients(k, policy, prm, env, p, HORIZON, GAMMA))(params, keys)
+    pw, sf, returns = out["pathwise"], out["score"], out["return"]
     grad_k, grad_s = exact.lqr_policy_gradient(env, p, params["theta"].T, params["log_std"])
     truth = {"theta": grad_k.T, "log_std": grad_s}
     j = exact.lqr_expected_return(env, p, params["theta"].T, params["log_std"])
