@@ -100,7 +100,8 @@ def unroll(
 
     Returns:
       ((obs, state) after the last step, auto-reset like gymnax's),
-      {"reward": [T], "terminated": [T], "truncated": [T] bool, "log_prob": [T],
+      {"reward": [T], "terminated": [T], "truncated": [T] bool, "log_prob": [T] log π(a_t|s_t)
+       (at the detached action with `detach_actions`, so its gradient is the score),
        "obs": [T, *obs_shape] s_t as the policy saw it, "next_obs": [T, *obs_shape] the
        pre-reset s_{t+1} (before any cut)}.
     """

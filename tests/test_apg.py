@@ -32,9 +32,9 @@ def test_shac_learns_lqr_over_seeds():
     algorithm = apg.make_algorithm(config)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     state, metrics = jax.jit(over_seeds(apg.make_train(config), vectorize=True))(keys)
-    returns = jax.vmap(
+    returns = jax.jit(jax.vmap(
         lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 64)
-    )(keys, state.params["policy"]).mean(1)
+    ))(keys, state.params["policy"]).mean(1)
     best, zero = best_linear_return(algorithm.env, algorithm.env_params)
     threshold = zero + 0.8 * (best - zero)
     assert np.all(np.asarray(returns) > threshold), (returns, threshold, best, zero)
