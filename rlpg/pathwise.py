@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 
 from rlpg import distributions, estimators
-from rlpg._checks import check_rank
+from rlpg._checks import check_in_interval, check_rank
 from rlpg.policies import Policy
 
 ValueFn = Callable[[jax.Array], jax.Array]  # obs [*obs_shape] -> [] (params closed over)
@@ -147,6 +147,7 @@ def _alive(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
 def _episode(key, policy, params, env, env_params, horizon, gamma, gradient_horizon=None, detach_actions=False):
     """One episode from reset: (steps dict of `unroll`, weights γ^t alive_t [T])."""
     horizon = _check_horizon("horizon", horizon)
+    check_in_interval("gamma", gamma, 0.0, 1.0)
     reset_key, run_key = jax.random.split(key)
     obs, state = env.reset(reset_key, env_params)
     _, steps = unroll(run_key, policy, params, env, env_params, obs, state, horizon, gradient_horizon, detach_actions)
@@ -182,9 +183,14 @@ def rollout_return(
     Returns:
       [] scalar R.
     """
+    if value_fn is not None and (gradient_horizon is None or gradient_horizon >= horizon):
+        raise ValueError(
+            f"`value_fn` bootstraps at the cuts of the gradient, so it needs `gradient_horizon` < horizon "
+            f"= {horizon}; got gradient_horizon={gradient_horizon!r}."
+        )
     steps, weights = _episode(key, policy, params, env, env_params, horizon, gamma, gradient_horizon)
     total = jnp.sum(weights * steps["reward"])
-    if value_fn is not None and gradient_horizon is not None and gradient_horizon < horizon:
+    if value_fn is not None:
         cut = (jnp.arange(horizon) + 1) % gradient_horizon == 0  # step t ends a window at c = t + 1
         boot_weight = jnp.concatenate([weights[1:], jnp.zeros((1,), weights.dtype)])  # γ^c alive_c
         values = jax.vmap(value_fn)(steps["next_obs"])
@@ -305,6 +311,7 @@ def short_horizon_return(
     Returns:
       (L [], (obs, state) to continue from (detached), the `unroll` steps dict).
     """
+    check_in_interval("gamma", gamma, 0.0, 1.0)
     obs, state = jax.lax.stop_gradient((obs, state))
     (obs, state), steps = unroll(key, policy, params, env, env_params, obs, state, horizon)
     done = jnp.logical_or(steps["terminated"], steps["truncated"])

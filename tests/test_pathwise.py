@@ -240,3 +240,7 @@ def test_categorical_policy_is_refused():
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, policy.init(jax.random.PRNGKey(0)), env, env_params, 3)
     with pytest.raises(ValueError, match="`horizon` must be a positive Python int"):
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 0)
+    with pytest.raises(ValueError, match="`gamma` must lie in"):
+        pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 3, gamma=1.5)
+    with pytest.raises(ValueError, match="`value_fn` bootstraps at the cuts"):
+        pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 3, value_fn=lambda o: o.sum())
