@@ -69,6 +69,14 @@ def test_value_and_moments_agree(x64):
     v0 = exact.lqr_value(env, p, K, log_std, x0)
     np.testing.assert_allclose(v0.mean(), j, rtol=5e-3)
     assert exact.lqr_value(env, p, K, log_std, x0[0], t=7) == 0.0  # nothing left at t = H
+    # The system is time-invariant: with t steps taken, V_t is V_0 of the same system over H − t steps.
+    for t in (1, 4, 6):
+        shorter = make_lqr(horizon=7 - t, gamma=0.8)
+        np.testing.assert_allclose(
+            exact.lqr_value(env, p, K, log_std, x0[:3], t=t),
+            exact.lqr_value(shorter, shorter.default_params, K, log_std, x0[:3]),
+            rtol=1e-10,
+        )
 
 
 def central_differences(f, x, h=1e-6):
