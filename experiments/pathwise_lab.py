@@ -1,15 +1,16 @@
 """The horizon table: score-function vs pathwise vs their mixture, as the horizon grows.
 
     python -m experiments.pathwise_lab --out runs/pathwise_lab            # the full table (minutes)
-    python -m experiments.pathwise_lab --out runs/pathwise_lab --quick    # a small preset (seconds)
+    python -m experiments.pathwise_lab --out runs/pathwise_lab --quick    # a small preset (about a minute)
 
 Worlds: a 2-D LQR (`rlpg.envs.LQR`, truth `rlpg.exact.lqr_policy_gradient`) under a
-stabilizing and an unstable linear policy, and Pendulum-v1 with gymnax's transition
-gradients (time limit raised to the longest H; truth: the mean of a large independent
-reference batch: per parameter the inverse-variance combination of the pathwise and the
-score-function means over `--reference-episodes` episodes, both unbiased as Pendulum's dynamics
-are continuous; its standard error is reported) under two linear Gaussian policies. For every H in --horizons and each world, N episodes give per-episode
-gradients (`rlpg.pathwise.per_episode_gradients`) of
+stabilizing and an unstable linear policy, and Pendulum-v1 (two linear Gaussian policies) and
+Reacher-misc (two undamped joints reaching for a goal; a random linear policy) with gymnax's
+transition gradients (time limit raised to H; truth: the mean of a large independent
+reference batch, per parameter the inverse-variance combination of the pathwise and the
+score-function means over `--reference-episodes` episodes, both unbiased as these dynamics and
+rewards are continuous; its standard error is reported). For every H in --horizons and each
+world, N episodes give per-episode gradients (`rlpg.pathwise.per_episode_gradients`) of
 
 - score: reward-to-go with a leave-one-out time-indexed baseline b_t (the best of the
   estimator lab's unbiased variants that needs no critic),
@@ -88,6 +89,8 @@ def worlds(horizon: int, gamma: float) -> dict:
     lqr = lqr_world(horizon, gamma)
     pendulum, pendulum_params = gymnax.make("Pendulum-v1")
     pendulum_params = pendulum_params.replace(max_steps_in_episode=horizon)
+    reacher, reacher_params = gymnax.make("Reacher-misc")
+    reacher_params = reacher_params.replace(max_steps_in_episode=horizon)
     return {
         "lqr": (lqr, lqr.default_params, lqr.linear_policy(), {
             "stabilizing": {"theta": jnp.array([[-1.0], [-1.5]]), "log_std": jnp.array([-1.0])},
@@ -96,6 +99,10 @@ def worlds(horizon: int, gamma: float) -> dict:
         "pendulum": (pendulum.with_transition_gradients(), pendulum_params, policies.linear_gaussian(lambda obs: obs, 3, 1), {
             "zero": {"theta": jnp.zeros((3, 1)), "log_std": jnp.array([0.0])},
             "damping": {"theta": jnp.array([[0.0], [-1.0], [-0.5]]), "log_std": jnp.array([-0.5])},
+        }),
+        "reacher": (reacher.with_transition_gradients(), reacher_params, policies.linear_gaussian(lambda obs: obs, 8, 2), {
+            # Linear in (cos, sin, velocities, goal): random, as the zero policy's gradient vanishes by symmetry.
+            "random": {"theta": 0.5 * jax.random.normal(jax.random.PRNGKey(0), (8, 2)), "log_std": jnp.full((2,), -0.5)},
         }),
     }  # fmt: skip
 
@@ -107,7 +114,7 @@ def flat(tree) -> jax.Array:
 
 def combine_references(pathwise_grads: np.ndarray, score_grads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unbiased large-batch means [N, P] -> their per-parameter inverse-variance combination
-    and its standard error, both [P] (Pendulum's dynamics are continuous, so pathwise is unbiased)."""
+    and its standard error, both [P] (the gymnax worlds here are continuous, so pathwise is unbiased)."""
     n = pathwise_grads.shape[0]
     var_p, var_s = pathwise_grads.var(0) / n, score_grads.var(0) / n
     w = var_s / np.maximum(var_p + var_s, 1e-300)
