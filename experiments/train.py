@@ -43,7 +43,7 @@ from rlpg import algos, experiment, rollout, sharding
 class Args:
     """Flags left at None take the algorithm's default (its `Config`)."""
 
-    algo: Literal["reinforce", "a2c", "ppo", "npg", "dqn"] = "reinforce"
+    algo: Literal["reinforce", "a2c", "ppo", "npg", "dqn", "apg"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id, or a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0)"""
@@ -133,6 +133,10 @@ class Args:
     """DQN: fraction of total_timesteps over which ε decays linearly"""
     tau: float | None = None
     """DQN: target refresh θ⁻ ← τθ + (1 − τ)θ⁻ (1: copy)"""
+    critic: bool | None = None
+    """APG: bootstrap each short-horizon window with a learned V at the cut (SHAC)"""
+    critic_lr: float | None = None
+    """APG: Adam learning rate of the critic"""
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""

@@ -395,3 +395,137 @@ def deterministic_observation_policies(observations: jax.Array, num_actions: int
     choices = np.stack(grids, -1).reshape(-1, num_classes)  # [A^K, K]
     one_hot = np.eye(num_actions)[choices[:, obs_class]]  # [A^K, S, A]
     return jnp.asarray((one_hot - 1.0) * 1e4, jnp.result_type(float))
+
+
+# ----------------------------------------------------------------------------- linear-quadratic
+
+
+def _check_lqr_policy(env_params, gain, log_std) -> None:
+    n, m = jnp.shape(env_params.B)
+    check_floating("gain", gain)
+    check_floating("log_std", log_std)
+    check_shape("gain", gain, (m, n), "[m, n]: u = K x with B [n, m]")
+    check_shape("log_std", log_std, (m,), "[m]")
+
+
+def lqr_riccati(lqr, env_params, gain: jax.Array) -> jax.Array:
+    """The cost-to-go matrices P_t [H + 1, n, n] of u = K x (+ noise) in an `rlpg.envs.LQR`:
+
+        P_H = 0,   P_t = Q + KᵀRK + γ (A + BK)ᵀ P_{t+1} (A + BK)        (Lyapunov backward recursion),
+
+    so that E[Σ_{k=t}^{H−1} γ^{k−t} (x_kᵀQx_k + u_kᵀRu_k) | x_t] = x_tᵀ P_t x_t + c_t.
+    `lqr` is the env (unused: the system lives in `env_params`); gain: K [m, n].
+    """
+    del lqr
+    horizon = _check_horizon(env_params.max_steps_in_episode)
+    A, B, gamma = env_params.A, env_params.B, env_params.gamma
+    closed_loop = A + B @ gain
+    stage = env_params.Q + gain.T @ env_params.R @ gain
+
+    def step(p_next, _):
+        p = stage + gamma * closed_loop.T @ p_next @ closed_loop
+        return p, p
+
+    p_last = jnp.zeros_like(env_params.Q)
+    _, ps = jax.lax.scan(step, p_last, None, length=horizon, reverse=True)
+    return jnp.concatenate([ps, p_last[None]], axis=0)
+
+
+def _lqr_noise_costs(env_params, ps: jax.Array, log_std: jax.Array) -> jax.Array:
+    """The expected cost each step's noise adds, [H]: tr(RΣ) + γ tr(P_{t+1}(BΣBᵀ + W)), Σ = diag σ²."""
+    sigma = jnp.diag(jnp.exp(2.0 * log_std))
+    B, gamma = env_params.B, env_params.gamma
+    step_noise = B @ sigma @ B.T + env_params.noise_cov
+    return jnp.trace(env_params.R @ sigma) + gamma * jnp.einsum("tij,ji->t", ps[1:], step_noise)
+
+
+def _lqr_offsets(env_params, ps: jax.Array, log_std: jax.Array) -> jax.Array:
+    """c_t [H + 1] of the cost-to-go: c_H = 0, c_t = tr(RΣ) + γ (tr(P_{t+1}(BΣBᵀ + W)) + c_{t+1}),
+    Σ = diag σ²: the expected cost the action and transition noise add."""
+    sigma = jnp.diag(jnp.exp(2.0 * log_std))
+    B, gamma = env_params.B, env_params.gamma
+    step_noise = B @ sigma @ B.T + env_params.noise_cov
+    noise_costs = jnp.trace(env_params.R @ sigma) + gamma * jnp.einsum("tij,ji->t", ps[1:], step_noise)
+
+    def step(c_next, noise_cost):
+        c = noise_cost + gamma * c_next
+        return c, c
+
+    c_last = jnp.zeros((), noise_costs.dtype)
+    _, cs = jax.lax.scan(step, c_last, noise_costs, reverse=True)
+    return jnp.concatenate([cs, c_last[None]])
+
+
+def lqr_value(lqr, env_params, gain: jax.Array, log_std: jax.Array, x: jax.Array, t: int | jax.Array = 0) -> jax.Array:
+    """V_t(x) = E[Σ_{k=t}^{H−1} γ^{k−t} r_k | x_t = x] = −(xᵀ P_t x + c_t) for u ~ N(Kx, diag σ²)
+    (P_t from `lqr_riccati`, c_t the noise's cost, see `_lqr_offsets`).
+
+    Args:
+      lqr: the `rlpg.envs.LQR`. env_params: its `LQRParams`. gain: K [m, n]. log_std: [m].
+      x: [..., n] states. t: [] or [...] int steps taken, 0..H.
+    Returns:
+      [...] values.
+    """
+    _check_lqr_policy(env_params, gain, log_std)
+    ps = lqr_riccati(lqr, env_params, gain)
+    c = _lqr_offsets(env_params, ps, log_std)
+    return -(jnp.einsum("...i,...ij,...j->...", x, ps[t], x) + c[t])
+
+
+def lqr_expected_return(lqr, env_params, gain: jax.Array, log_std: jax.Array) -> jax.Array:
+    """J(K, σ) = E[Σ_{t<H} γ^t r_t] of u ~ N(Kx, diag σ²) in an `rlpg.envs.LQR`, exactly:
+
+        J = −(tr(P_0 (Σ_0 + μ_0 μ_0ᵀ)) + c_0),
+
+    P_0 from the backward Lyapunov recursion (`lqr_riccati`), c_0 the noise's cost (`lqr_value`).
+    Differentiable: `jax.grad` gives ∇J, equal to `lqr_policy_gradient`'s closed form.
+
+    Args:
+      lqr: the env. env_params: its `LQRParams` (H = max_steps_in_episode, γ = gamma).
+      gain: K [m, n] (= policy params["theta"].T). log_std: log σ [m].
+    Returns:
+      [] scalar.
+    """
+    _check_lqr_policy(env_params, gain, log_std)
+    ps = lqr_riccati(lqr, env_params, gain)
+    c = _lqr_offsets(env_params, ps, log_std)
+    second_moment = env_params.initial_cov + jnp.outer(env_params.initial_mean, env_params.initial_mean)
+    return -(jnp.trace(ps[0] @ second_moment) + c[0])
+
+
+def lqr_state_moments(lqr, env_params, gain: jax.Array, log_std: jax.Array) -> jax.Array:
+    """M_t = E[x_t x_tᵀ] [H, n, n] under u ~ N(Kx, diag σ²): M_0 = Σ_0 + μ_0μ_0ᵀ,
+    M_{t+1} = (A + BK) M_t (A + BK)ᵀ + BΣBᵀ + W (the forward Lyapunov recursion)."""
+    del lqr
+    _check_lqr_policy(env_params, gain, log_std)
+    horizon = _check_horizon(env_params.max_steps_in_episode)
+    closed_loop = env_params.A + env_params.B @ gain
+    step_noise = env_params.B @ jnp.diag(jnp.exp(2.0 * log_std)) @ env_params.B.T + env_params.noise_cov
+
+    def step(m, _):
+        return closed_loop @ m @ closed_loop.T + step_noise, m
+
+    m0 = env_params.initial_cov + jnp.outer(env_params.initial_mean, env_params.initial_mean)
+    _, ms = jax.lax.scan(step, m0, None, length=horizon)
+    return ms
+
+
+def lqr_policy_gradient(lqr, env_params, gain: jax.Array, log_std: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(∂J/∂K [m, n], ∂J/∂log σ [m]) in closed form (the LQR policy-gradient theorem):
+
+        ∂J/∂K     = −2 Σ_{t<H} γ^t [(R + γBᵀP_{t+1}B) K + γ BᵀP_{t+1}A] M_t,
+        ∂J/∂log σ = −2 Σ_{t<H} γ^t diag(R + γBᵀP_{t+1}B) σ²,
+
+    with P_t from `lqr_riccati` and M_t = E[x_t x_tᵀ] from `lqr_state_moments` (∂Q_t/∂u at the
+    sampled action, averaged over the states the policy visits).
+    """
+    _check_lqr_policy(env_params, gain, log_std)
+    ps = lqr_riccati(lqr, env_params, gain)[1:]  # P_{t+1}, t = 0..H-1
+    ms = lqr_state_moments(lqr, env_params, gain, log_std)
+    A, B, R, gamma = env_params.A, env_params.B, env_params.R, env_params.gamma
+    discounts = gamma ** jnp.arange(ps.shape[0], dtype=ps.dtype)
+    curvature = R + gamma * jnp.einsum("ia,tij,jb->tab", B, ps, B)  # [H, m, m]
+    e = curvature @ gain + gamma * jnp.einsum("ia,tij,jk->tak", B, ps, A)  # [H, m, n]
+    grad_gain = -2.0 * jnp.einsum("t,tak,tkl->al", discounts, e, ms)
+    grad_log_std = -2.0 * jnp.einsum("t,taa->a", discounts, curvature) * jnp.exp(2.0 * log_std)
+    return grad_gain, grad_log_std

@@ -9,10 +9,10 @@ from typing import Callable
 
 import jax
 
-from rlpg.algos import a2c, dqn, npg, ppo, reinforce
+from rlpg.algos import a2c, apg, dqn, npg, ppo, reinforce
 from rlpg.algos.common import Algorithm, run_updates, train_fn
 
-ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg, "dqn": dqn}
+ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg, "dqn": dqn, "apg": apg}
 
 
 def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
@@ -37,4 +37,4 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     return mapped
 
 
-__all__ = ["ALGOS", "Algorithm", "a2c", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
+__all__ = ["ALGOS", "Algorithm", "a2c", "apg", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
