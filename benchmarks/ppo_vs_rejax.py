@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import rlpg
-from rlpg import algos, rollout
+from rlpg import algos, compile_cache, rollout
 from benchmarks.throughput import dense_roofline, mlp_flops
 from rlpg.algos import ppo
 
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each; the fastest counts")
     args = parser.parse_args()
+    compile_cache.enable()  # both sides' programs are cached alike; RLPG_COMPILE_CACHE=off for cold first calls
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}", flush=True)
     # Alternate the two, a fresh process-level run each round, and keep each one's fastest

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, experiment, rollout, sharding
+from rlpg import algos, compile_cache, experiment, rollout, sharding
 
 
 @dataclasses.dataclass
@@ -156,12 +156,15 @@ class Args:
     metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
     resume: Path | None = None
     """continue the interrupted run in this folder, with its saved flags"""
+    compile_cache: str | None = None
+    """folder of JAX's persistent compilation cache, shared by runs on this machine (default:
+    $RLPG_COMPILE_CACHE, else ~/.cache/rlpg/jax); "off" compiles everything afresh"""
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
 SCRIPT_FLAGS = (
     "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
-    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume",
+    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume", "compile_cache",
 )
 
 
@@ -225,10 +228,10 @@ def run(args: Args) -> dict:
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
-    # Seeds on different devices report concurrently, as vmapped ones do: one line per update.
-    reporting = args.num_seeds if mesh is None else sharding.reporting_seeds(mesh, args.num_seeds)
-    progress = experiment.ProgressPrinter(reporting, config.num_updates, args.vectorize_seeds or mesh is not None)
-    algorithm = module.make_algorithm(config, progress)
+    # Progress lines come from the host after each chunk: a program with an in-program callback
+    # is never written to the persistent compilation cache.
+    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates)
+    algorithm = module.make_algorithm(config.replace(log_every=0))
     if mesh is not None and mesh.shape[sharding.ENVS] > 1:
         algorithm = sharding.shard_envs(algorithm, mesh)
 
@@ -238,7 +241,7 @@ def run(args: Args) -> dict:
         return sharding.shard_seeds(fn, mesh, args.vectorize_seeds)
 
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
-    chunk = args.checkpoint_every or algorithm.num_updates
+    chunk = args.checkpoint_every or progress_chunk(algorithm.num_updates, args.log_every)
     init = jax.jit(over_seeds(algorithm.init))
     run_chunk = jax.jit(lambda state, n: over_seeds(lambda s: algos.run_updates(algorithm.update, s, n))(state), static_argnums=1)
 
@@ -261,11 +264,11 @@ def run(args: Args) -> dict:
                 compiled[n] = run_chunk.lower(state, n).compile()
                 compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            progress.begin_chunk()
             new_state, new_metrics = jax.block_until_ready(compiled[n](state))
             train_s += time.perf_counter() - t0
             new_metrics = jax.device_get(sharding.gather(new_metrics))  # multi-host: every process gets all seeds
             check_finite(new_metrics, out)
+            progress.report_chunk(new_metrics, args.log_every)
             state, done = new_state, done + n
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
                        for k, v in new_metrics.items()}
@@ -307,6 +310,14 @@ def run(args: Args) -> dict:
           f"compile {compile_s:.1f}s, train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env-steps/s; "
           f"wrote {out}", flush=True)
     return summary
+
+
+def progress_chunk(num_updates: int, log_every: int) -> int:
+    """Updates per chunk of a run without resume points: the largest divisor of `num_updates`
+    (one compiled chunk program) not above `log_every`, so progress lines come while it trains."""
+    if not log_every:
+        return num_updates
+    return max(d for d in range(1, min(log_every, num_updates) + 1) if num_updates % d == 0)
 
 
 def resume_args(run_dir: Path) -> tuple[Args, Path]:
@@ -355,6 +366,7 @@ class StopOnSignal:
 
 def main() -> None:
     args = tyro.cli(Args)
+    compile_cache.enable(args.compile_cache)
     if args.distributed:
         jax.distributed.initialize()
     run(args)
