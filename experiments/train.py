@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, compile_cache, experiment, rollout, sharding
+from rlpg import algos, compile_cache, experiment, rollout, sharding, tracking
 
 
 @dataclasses.dataclass
@@ -156,6 +156,9 @@ class Args:
     metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
     resume: Path | None = None
     """continue the interrupted run in this folder, with its saved flags"""
+    track: Literal["none", "tensorboard", "wandb"] = "none"
+    """log every seed's per-update metrics while training: TensorBoard event files in <out>/tensorboard
+    (pip install "rlpg[tensorboard]") or Weights & Biases (pip install "rlpg[wandb]"; offline without a key)"""
     compile_cache: str | None = None
     """folder of JAX's persistent compilation cache, shared by runs on this machine (default:
     $RLPG_COMPILE_CACHE, else ~/.cache/rlpg/jax); "off" compiles everything afresh"""
@@ -165,6 +168,7 @@ class Args:
 SCRIPT_FLAGS = (
     "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
     "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume", "compile_cache",
+    "track",
 )
 
 
@@ -224,6 +228,7 @@ def run(args: Args) -> dict:
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
             "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
         })
+    tracker = tracking.make_tracker(args.track if jax.process_index() == 0 else "none", out, args.num_seeds, experiment.load_config(out))
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
@@ -256,7 +261,7 @@ def run(args: Args) -> dict:
         done = int(metrics["update"][0, -1])
         print(f"resumed from {point} (update {done})", flush=True)
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
-    with StopOnSignal() as stop:
+    with StopOnSignal() as stop, tracker:
         while done < algorithm.num_updates:
             n = min(chunk, algorithm.num_updates - done)
             if n not in compiled:
@@ -269,6 +274,7 @@ def run(args: Args) -> dict:
             new_metrics = jax.device_get(sharding.gather(new_metrics))  # multi-host: every process gets all seeds
             check_finite(new_metrics, out)
             progress.report_chunk(new_metrics, args.log_every)
+            tracker.log_chunk(new_metrics)
             state, done = new_state, done + n
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
                        for k, v in new_metrics.items()}
