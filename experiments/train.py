@@ -153,7 +153,8 @@ class Args:
     """replace an existing run folder"""
     checkpoint_every: int = 0
     """train in chunks of this many updates, saving a resume point (complete training state and
-    metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
+    metrics) after each, and on SIGINT/SIGTERM (0: nothing saved until the end; chunks of at most
+    --log-every updates, dividing the run, so progress lines come while it trains)"""
     resume: Path | None = None
     """continue the interrupted run in this folder, with its saved flags"""
     track: Literal["none", "tensorboard", "wandb"] = "none"
@@ -228,7 +229,8 @@ def run(args: Args) -> dict:
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
             "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
         })
-    tracker = tracking.make_tracker(args.track if jax.process_index() == 0 else "none", out, args.num_seeds, experiment.load_config(out))
+    track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
+    tracker = tracking.make_tracker(track, out, args.num_seeds, experiment.load_config(out))
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
