@@ -45,8 +45,8 @@ def enable(path: str | Path | None = None, min_compile_seconds: float = 0.0,
     (the cache is then off for this process).
 
     Programs that compile in at least `min_compile_seconds` are written (0: every program; jax's
-    own default, 1 s, would skip the small init and evaluation programs of a run). Call it before
-    the first compilation; calling it again moves the cache for the programs compiled after.
+    own default, 1 s, would skip the small init and evaluation programs of a run). It applies to
+    the programs compiled after the call (best: before the first); a later call moves the cache.
     """
     if min_compile_seconds < 0:
         raise ValueError(f"`min_compile_seconds` must be >= 0; got {min_compile_seconds}.")
