@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from experiments import train as train_cli
+from rlpg import compile_cache
 
 RESULTS = Path(__file__).parent / "results"
 CHUNKS = (0, 25, 5)  # 0: one program, no resume points; the default run has 125 updates
@@ -26,6 +27,7 @@ REPEATS = 3
 
 
 def main() -> None:
+    compile_cache.enable()
     rows = {k: [] for k in CHUNKS}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(REPEATS):  # interleaved, so load on a shared machine hits every setting alike

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import algos, experiment, rollout
+from rlpg import algos, compile_cache, experiment, rollout
 from rlpg.algos import ppo
 
 RESULTS = Path(__file__).parent / "results"
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(RUNS), action="append")
     args = parser.parse_args()
+    compile_cache.enable()  # $RLPG_COMPILE_CACHE or ~/.cache/rlpg/jax; RLPG_COMPILE_CACHE=off for cold compiles
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     path = RESULTS / "ppo-targets.json"
     results = json.loads(path.read_text())["runs"] if path.exists() else {}

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import rlpg
-from rlpg import algos, rollout
+from rlpg import algos, compile_cache, rollout
 from benchmarks.throughput import dense_roofline, mlp_flops
 from rlpg.algos import ppo
 
@@ -83,16 +83,21 @@ def main() -> None:
     parser.add_argument("--total-timesteps", type=int, default=262_144)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each; the fastest counts")
+    parser.add_argument("--eval-episodes", type=int, default=128, help="rlpg's final evaluation, per seed")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--no-rejax", action="store_true", help="rlpg's side only (benchmarks/gpu.sh --tiny)")
+    parser.add_argument("--suffix", default="", help="of the result files' names, e.g. -gpu (benchmarks/gpu.sh)")
     args = parser.parse_args()
+    compile_cache.enable()  # both sides' programs are cached alike; RLPG_COMPILE_CACHE=off for cold first calls
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}", flush=True)
     # Alternate the two, a fresh process-level run each round, and keep each one's fastest
     # second call: on a shared machine other jobs only ever slow a run down.
     peers, runs = [], []
     for _ in range(args.rounds):
-        peers.append(rejax_ppo(args.total_timesteps, args.seeds))
+        peers.append(None if args.no_rejax else rejax_ppo(args.total_timesteps, args.seeds))
         print("rejax:", peers[-1]["line"] if peers[-1] else "not run: create /tmp/rejaxref as ../shared/peers/README.md says", flush=True)
-        runs.append(rlpg_ppo(args.total_timesteps, args.seeds))
+        runs.append(rlpg_ppo(args.total_timesteps, args.seeds, args.eval_episodes))
         print(runs[-1]["line"], flush=True)
     roof = dense_roofline()
     per_step = ppo_flops_per_step(num_epochs=REJAX_SETTINGS["num_epochs"])
@@ -113,7 +118,7 @@ def main() -> None:
              f"{args.total_timesteps:,} env steps per seed, {args.seeds} seed(s), rejax's settings on both sides "
              "(16 envs × 128 steps, 8 epochs × 8 minibatches, 64-64 tanh, lr 2.5e-3). Seconds of a second call "
              f"after a compiling first call, the fastest of {args.rounds} alternating rounds; same session, same machine "
-             "(2 shared CPU cores: noisy). rlpg's eval: 128 episodes per seed after training; rejax's: its own last "
+             f"(a shared CPU is noisy). rlpg's eval: {args.eval_episodes} episodes per seed after training; rejax's: its own last "
              "in-training evaluation.", "",
              "| | first call s (compile + run) | second call s | env-steps/s | final eval return per seed |",
              "| --- | --- | --- | --- | --- |",
@@ -134,10 +139,11 @@ def main() -> None:
               + (f", rejax {peer['steps_per_s'] / ceiling:.0%}; twice rejax would be {2 * peer['steps_per_s'] / ceiling:.0%}."
                  if peer else ".")]
     print(lines[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ppo-vs-rejax.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "ppo-vs-rejax.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS}/ppo-vs-rejax.json and .md")
+    stem = args.results / f"ppo-vs-rejax{args.suffix}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {stem}.json and .md")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.ppo_vs_rejax import REJAX_SETTINGS  # noqa: E402
-from rlpg import algos  # noqa: E402
+from rlpg import algos, compile_cache  # noqa: E402
 from rlpg.algos import ppo, reinforce  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--algo", choices=("reinforce", "ppo"), default="reinforce")
     parser.add_argument("--top", type=int, default=15, help="kernel kinds to list")
     args = parser.parse_args()
+    compile_cache.enable()
     if args.algo == "ppo":
         config = ppo.Config(total_timesteps=32 * 2048, **REJAX_SETTINGS)
         algorithm = ppo.make_algorithm(config)

@@ -28,7 +28,7 @@ import rlpg
 import jax
 import jax.numpy as jnp
 
-from rlpg import algos, sharding
+from rlpg import algos, compile_cache, sharding
 from rlpg.algos import reinforce
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per program (best one counts)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    compile_cache.enable()  # RLPG_COMPILE_CACHE=off for cold compile columns
     num_updates = args.num_updates or (4 if args.quick else 16)
     if args.worker:
         print(json.dumps(worker(num_updates, args.repeats)))

@@ -2,6 +2,8 @@
 
     python -m benchmarks.throughput            # full table (a few minutes on 2 CPU cores)
     python -m benchmarks.throughput --quick    # smaller sizes, for a smoke run
+    python -m benchmarks.throughput --grid     # and num_envs x vmapped seeds up to 4096 x 64 (benchmarks/gpu.sh)
+    python -m benchmarks.throughput --tiny     # seconds on a CPU: the smallest sizes, no solve, no peer
 
 Prints a table and writes benchmarks/results/throughput-<platform>.json and .md. Every figure
 is env-steps per second of wall time after compilation (compile seconds reported apart),
@@ -14,8 +16,10 @@ import argparse
 import json
 import platform
 import re
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,13 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 
 import rlpg
-from rlpg import algos, rollout
+from rlpg import algos, compile_cache, rollout
 from rlpg.algos import reinforce
 
 ENV_ID = "CartPole-v1"
 RESULTS = Path(__file__).parent / "results"
 TORCH_PYTHON = Path("/tmp/torchref/bin/python")
 PEER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_reinforce.py"
+REPO = Path(__file__).resolve().parents[1]
+# Cold compile of the solve's programs (init + a 5-update chunk, 5 seeds) before issue 20, commit d9d4916.
+RECORDED_COMPILE_S = 6.1
 
 
 def timed(fn, *args):
@@ -149,6 +156,17 @@ def solve_time(num_seeds: int = 5, chunk_updates: int = 5, threshold: float = 47
             "training_returns": training_returns.tolist(), "median_return": float(np.median(greedy)), "returns": greedy.tolist()}
 
 
+def solve_in_new_process(cache_dir: str) -> dict:
+    """`solve_time()` in a new Python process whose persistent compilation cache is `cache_dir`:
+    what a user waits for from a shell, cold (empty folder) or warm (a previous run filled it).
+    Adds `process_s`, the process's wall time, imports and evaluation included."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--solve-worker", "--compile-cache", cache_dir],
+                          capture_output=True, text=True, env=env, cwd=REPO, check=True, timeout=900)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - t0}
+
+
 def torch_peer(seconds: float) -> dict | None:
     """The PyTorch + gymnasium REINFORCE loop from ../shared/peers, in its own venv."""
     if not (TORCH_PYTHON.exists() and PEER_SCRIPT.exists()):
@@ -161,15 +179,35 @@ def torch_peer(seconds: float) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--tiny", action="store_true", help="the smallest sizes (repeated, so the persistent cache compiles "
+                        "each program once), no lr grid, no solve, no PyTorch peer: seconds on a CPU")
+    parser.add_argument("--grid", action="store_true", help="also REINFORCE training over num_envs x vmapped seeds, "
+                        "up to 4096 x 64 (for an accelerator)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     parser.add_argument("--torch-seconds", type=float, default=20.0)
+    parser.add_argument("--compile-cache", default=None, help="persistent compilation cache folder (default: a fresh "
+                        "temporary one, so every compile figure is cold; 'off': none)")
+    parser.add_argument("--solve-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.solve_worker:
+        compile_cache.enable(args.compile_cache)
+        print(json.dumps(solve_time()))
+        return
+    with tempfile.TemporaryDirectory() as fresh:
+        compile_cache.enable(args.compile_cache or fresh)
+        run_tables(args)
 
-    env_counts = [1, 16, 256] if args.quick else [1, 16, 256, 1024, 4096]
-    budget = 2**18 if args.quick else 2**21  # env steps per measurement
-    seed_counts = [1, 4] if args.quick else [1, 4, 16, 64]
+
+def run_tables(args) -> None:
+    """Every table; compile figures are cold unless `--compile-cache` names a filled folder."""
+
+    env_counts = [4] if args.tiny else [1, 16, 256] if args.quick else [1, 16, 256, 1024, 4096]
+    budget = 2**10 if args.tiny else 2**18 if args.quick else 2**21  # env steps per measurement
+    seed_counts = [1, 2] if args.tiny else [1, 4] if args.quick else [1, 4, 16, 64]
+    seed_envs, seed_updates = (4, 2) if args.tiny else (16, 32)  # per seed, 128 steps each, in the seeds table
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}, {platform.processor() or platform.machine()}", flush=True)
-    rows, result = [], {"device": device, "jax": jax.__version__, "quick": args.quick}
+    rows, result = [], {"device": device, "jax": jax.__version__, "quick": args.quick, "tiny": args.tiny}
 
     result["envs"] = []
     for n in env_counts:
@@ -187,24 +225,43 @@ def main() -> None:
     result["seeds"] = []
     base = None
     for s in seed_counts:
-        t = training(16, 128, 32, num_seeds=s)
+        t = training(seed_envs, 128, seed_updates, num_seeds=s)
         base = base or t["run_s"]
         result["seeds"].append({"num_seeds": s, **t, "cost_vs_one_seed": t["run_s"] / base})
-        print(f"{s} vmapped seeds (16 envs x 128 steps x 32 updates): {t['run_s']:.2f}s = {t['run_s'] / base:.1f}x one seed, "
-              f"{t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
+        print(f"{s} vmapped seeds ({seed_envs} envs x 128 steps x {seed_updates} updates): {t['run_s']:.2f}s = "
+              f"{t['run_s'] / base:.1f}x one seed, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
 
-    grid = 16
-    t = training(16, 128, 32, num_seeds=grid, hparams={"lr": jnp.logspace(-4, -1, grid)})
-    result["lr_grid"] = {"points": grid, **t}
-    print(f"lr grid of {grid} in one program: {t['run_s']:.2f}s, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
+    if not args.tiny:
+        grid = 16
+        t = training(seed_envs, 128, seed_updates, num_seeds=grid, hparams={"lr": jnp.logspace(-4, -1, grid)})
+        result["lr_grid"] = {"points": grid, **t}
+        print(f"lr grid of {grid} in one program: {t['run_s']:.2f}s, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
 
-    solve = solve_time()
-    result["solve"] = solve
-    print(f"solve CartPole-v1 (default config, 5 seeds, compile included): {solve['wall_s']:.1f}s wall, compile {solve['compile_s']:.1f}s, "
-          f"{solve['env_steps_per_seed']:,} env steps per seed, training returns {np.round(solve['training_returns'], 1).tolist()}, "
-          f"then greedy {np.round(solve['returns'], 1).tolist()}", flush=True)
+    result["grid"] = []
+    if args.grid:  # the accelerator's table: up to 4096 envs x 64 seeds = 262,144 CartPoles at once
+        for n in [4] if args.tiny else [256, 1024, 4096]:
+            for s in [1, 2] if args.tiny else [1, 8, 64]:
+                updates = min(64, max(2, (2**10 if args.tiny else 2**27) // (n * s * 128)))
+                t = training(n, 128, updates, num_seeds=s)
+                result["grid"].append({"num_envs": n, "num_seeds": s, "num_updates": updates, **t})
+                print(f"grid: {n} envs x {s} seeds x 128 steps x {updates} updates: {t['steps_per_s']:,.0f} env-steps/s, "
+                      f"compile {t['compile_s']:.1f}s", flush=True)
 
-    roof = dense_roofline()
+    solve = warm = None
+    if not args.tiny:
+        with tempfile.TemporaryDirectory() as cache:  # a new process each: cold (empty cache), then warm
+            solve, warm = solve_in_new_process(cache), solve_in_new_process(cache)
+        result["solve"], result["solve_warm"] = solve, warm
+        result["solve_compile_vs_recorded"] = solve["compile_s"] / RECORDED_COMPILE_S
+        for name, s in (("cold", solve), ("warm", warm)):
+            print(f"solve CartPole-v1 (default config, 5 seeds, compile included), {name} compilation cache: {s['wall_s']:.1f}s wall, "
+                  f"compile {s['compile_s']:.2f}s, {s['env_steps_per_seed']:,} env steps per seed, training returns "
+                  f"{np.round(s['training_returns'], 1).tolist()}, then greedy {np.round(s['returns'], 1).tolist()}; "
+                  f"the whole process {s['process_s']:.1f}s", flush=True)
+        print(f"cold compile {solve['compile_s']:.2f}s = {result['solve_compile_vs_recorded']:.2f}x the {RECORDED_COMPILE_S}s recorded "
+              f"before issue 20; warm compile {warm['compile_s'] / solve['compile_s']:.0%} of cold", flush=True)
+
+    roof = dense_roofline(batch=1024, repeats=2) if args.tiny else dense_roofline()
     per_step = reinforce_flops_per_step(4, 2)
     best_train = max(e["train"]["steps_per_s"] for e in result["envs"])
     result["roofline"] = {**roof, "flops_per_env_step": per_step, "max_train_steps_per_s": roof["gflops"] * 1e9 / per_step,
@@ -213,7 +270,7 @@ def main() -> None:
           f"{per_step:,} FLOP per env step, so at most {result['roofline']['max_train_steps_per_s']:,.0f} env-steps/s; "
           f"the best training run reaches {result['roofline']['best_train_fraction']:.0%} of that", flush=True)
 
-    peer = torch_peer(args.torch_seconds)
+    peer = None if args.tiny else torch_peer(args.torch_seconds)
     result["torch_peer"] = peer
     if peer:
         best_train = max(e["train"]["steps_per_s"] for e in result["envs"])
@@ -223,21 +280,30 @@ def main() -> None:
     else:
         print("PyTorch peer not run: create /tmp/torchref as ../shared/peers/README.md says.", flush=True)
 
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"throughput-{jax.devices()[0].platform}{'-quick' if args.quick else ''}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"throughput-{jax.devices()[0].platform}{'-quick' if args.quick else ''}{'-tiny' if args.tiny else ''}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# rlpg throughput on {device} (jax {jax.__version__})", "",
              "| envs | env-only steps/s | rollout steps/s (of limit) | REINFORCE training steps/s (of limit) | train compile s |",
              "| --- | --- | --- | --- | --- |", *("| " + " | ".join(r) + " |" for r in rows), ""]
     lines += ["| vmapped seeds | run s | cost vs one seed | env-steps/s |", "| --- | --- | --- | --- |"]
     lines += [f"| {e['num_seeds']} | {e['run_s']:.2f} | {e['cost_vs_one_seed']:.1f}x | {e['steps_per_s']:,.0f} |" for e in result["seeds"]]
-    lines += ["", f"Solve CartPole-v1 (default config, 5 seeds, trained in chunks of 5 updates; solved when the median over "
-              f"seeds of the mean training episode return reaches 475), compile included: {solve['wall_s']:.1f} s "
-              f"(compile {solve['compile_s']:.1f} s), after {solve['env_steps_per_seed']:,} env steps per seed; training returns "
-              f"{np.round(solve['training_returns'], 1).tolist()}, then greedy evaluation (16 episodes, off the clock) "
-              f"{np.round(solve['returns'], 1).tolist()}.", ""]
+    if result["grid"]:
+        lines += ["", "| envs × vmapped seeds | updates of 128 steps | REINFORCE training env-steps/s | compile s |", "| --- | --- | --- | --- |"]
+        lines += [f"| {e['num_envs']} × {e['num_seeds']} | {e['num_updates']} | {e['steps_per_s']:,.0f} | {e['compile_s']:.1f} |"
+                  for e in result["grid"]]
+    if solve:
+        lines += ["", f"Solve CartPole-v1 (default config, 5 seeds, trained in chunks of 5 updates; solved when the median over "
+                  f"seeds of the mean training episode return reaches 475), compile included, each in a new process: cold "
+                  f"compilation cache {solve['wall_s']:.1f} s (compile {solve['compile_s']:.2f} s = "
+                  f"{result['solve_compile_vs_recorded']:.2f}x the {RECORDED_COMPILE_S} s recorded before issue 20), warm "
+                  f"{warm['wall_s']:.1f} s (compile {warm['compile_s']:.2f} s, {warm['compile_s'] / solve['compile_s']:.0%} of cold); "
+                  f"whole process (imports, evaluation) {solve['process_s']:.1f} s cold, {warm['process_s']:.1f} s warm. After "
+                  f"{solve['env_steps_per_seed']:,} env steps per seed; training returns "
+                  f"{np.round(solve['training_returns'], 1).tolist()}, then greedy evaluation (16 episodes, off the clock) "
+                  f"{np.round(solve['returns'], 1).tolist()}."]
     roof = result["roofline"]
-    lines += [f"Roofline: forward + backward of the 64-64 MLP on a large batch reaches {roof['gflops']:.1f} GFLOP/s on this "
+    lines += ["", f"Roofline: forward + backward of the 64-64 MLP on a large batch reaches {roof['gflops']:.1f} GFLOP/s on this "
               f"machine; REINFORCE with a value baseline needs {roof['flops_per_env_step']:,} FLOP per env step (rollout "
               f"forward, policy and value forward + backward, V(s') forward), so at that rate of XLA's dense kernels it cannot exceed "
               f"{roof['max_train_steps_per_s']:,.0f} env-steps/s here; the best training run reaches "

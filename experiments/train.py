@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, experiment, rollout, sharding
+from rlpg import algos, compile_cache, experiment, rollout, sharding, tracking
 
 
 @dataclasses.dataclass
@@ -158,16 +158,25 @@ class Args:
     """replace an existing run folder"""
     checkpoint_every: int = 0
     """train in chunks of this many updates, saving a resume point (complete training state and
-    metrics) after each, and on SIGINT/SIGTERM (0: one chunk, nothing saved until the end)"""
+    metrics) after each, and on SIGINT/SIGTERM (0: nothing saved until the end; chunks of at most
+    --log-every updates, dividing the run, so progress lines come while it trains)"""
     resume: Path | None = None
     """continue the interrupted run in this folder from its newest intact resume point, with its
-    saved flags; only --log-every and --checkpoint-every may be given with it"""
+    saved flags; only --log-every, --checkpoint-every, --track and --compile-cache may be given
+    with it (they change what is printed, saved and cached, not what is computed)"""
+    track: Literal["none", "tensorboard", "wandb"] = "none"
+    """log every seed's per-update metrics while training: TensorBoard event files in <out>/tensorboard
+    (pip install "rlpg[tensorboard]") or Weights & Biases (pip install "rlpg[wandb]"; offline without a key)"""
+    compile_cache: str | None = None
+    """folder of JAX's persistent compilation cache, shared by runs on this machine (default:
+    $RLPG_COMPILE_CACHE, else ~/.cache/rlpg/jax); "off" compiles everything afresh"""
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
 SCRIPT_FLAGS = (
     "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
-    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume",
+    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume", "compile_cache",
+    "track",
 )
 
 
@@ -236,14 +245,16 @@ def run(args: Args) -> dict:
     # Checked before anything compiles: a damaged point falls back to the previous one (with a
     # warning), no intact point or a changed config.json stops here.
     found = experiment.intact_resume_point(out, fingerprint) if resuming else None
+    track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
+    tracker = tracking.make_tracker(track, out, args.num_seeds, experiment.load_config(out))
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
-    # Seeds on different devices report concurrently, as vmapped ones do: one line per update.
-    reporting = args.num_seeds if mesh is None else sharding.reporting_seeds(mesh, args.num_seeds)
-    progress = experiment.ProgressPrinter(reporting, config.num_updates, args.vectorize_seeds or mesh is not None)
-    algorithm = module.make_algorithm(config, progress)
+    # Progress lines come from the host after each chunk: a program with an in-program callback
+    # is never written to the persistent compilation cache.
+    progress = experiment.ProgressPrinter(args.num_seeds, config.num_updates)
+    algorithm = module.make_algorithm(config.replace(log_every=0))
     if mesh is not None and mesh.shape[sharding.ENVS] > 1:
         algorithm = sharding.shard_envs(algorithm, mesh)
 
@@ -253,7 +264,7 @@ def run(args: Args) -> dict:
         return sharding.shard_seeds(fn, mesh, args.vectorize_seeds)
 
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
-    chunk = args.checkpoint_every or algorithm.num_updates
+    chunk = args.checkpoint_every or progress_chunk(algorithm.num_updates, args.log_every)
     init = jax.jit(over_seeds(algorithm.init))
     run_chunk = jax.jit(lambda state, n: over_seeds(lambda s: algos.run_updates(algorithm.update, s, n))(state), static_argnums=1)
 
@@ -273,7 +284,7 @@ def run(args: Args) -> dict:
         print(f"{out} has no resume point (stopped before its first one was saved): training from update 0", flush=True)
     start = done
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
-    with StopOnSignal() as stop:
+    with StopOnSignal() as stop, tracker:
         while done < algorithm.num_updates:
             n = min(chunk, algorithm.num_updates - done)
             if n not in compiled:
@@ -281,11 +292,12 @@ def run(args: Args) -> dict:
                 compiled[n] = run_chunk.lower(state, n).compile()
                 compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            progress.begin_chunk()
             new_state, new_metrics = jax.block_until_ready(compiled[n](state))
             train_s += time.perf_counter() - t0
             new_metrics = jax.device_get(sharding.gather(new_metrics))  # multi-host: every process gets all seeds
             check_finite(new_metrics, out)
+            progress.report_chunk(new_metrics, args.log_every)
+            tracker.log_chunk(new_metrics)
             state, done = new_state, done + n
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
                        for k, v in new_metrics.items()}
@@ -407,6 +419,7 @@ def main() -> None:
     args = tyro.cli(Args)
     if args.resume is not None:  # also refuses flags given at their default value
         check_resume_flags(given_flags(sys.argv[1:]))
+    compile_cache.enable(args.compile_cache)
     if args.distributed:
         jax.distributed.initialize()
     run(args)

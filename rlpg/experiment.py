@@ -34,9 +34,10 @@ CHECKPOINT_DIR = "checkpoint"
 RESUME_DIR = "resume"
 MANIFEST_FILE = "manifest.json"
 KEEP_RESUME_POINTS = 2
-RESUME_SAFE_FLAGS = ("log_every", "checkpoint_every")
+RESUME_SAFE_FLAGS = ("log_every", "checkpoint_every", "track", "compile_cache")
 """Flags that may differ between a resume point and the run continuing it: they change what is
-printed and how often points are saved, not what is computed (chunked runs equal one program)."""
+printed, tracked, cached and how often points are saved, not what is computed (chunked runs
+equal one program)."""
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -66,6 +67,8 @@ class ProgressPrinter:
     With `vectorized=True` (seeds under `jax.vmap`, each reporting separately) a line comes once
     all `num_seeds` have reported that update and shows their mean and range; otherwise the
     seeds run one after another and each report is a line of its own, labelled with its seed.
+    `report_chunk` prints the same lines from the host, from a chunk's returned metrics (a
+    program with an in-program callback is never written to the persistent compilation cache).
     """
 
     def __init__(self, num_seeds: int, total_updates: int, vectorized: bool = False, print_fn: Callable[[str], None] = print):
@@ -101,15 +104,29 @@ class ProgressPrinter:
                 self._last_update = update
                 rows = [row]
                 who = f"seed {self._seed + 1}/{self.num_seeds}"
+        self.print_fn(self._line(who, rows))
+
+    def report_chunk(self, metrics: Mapping[str, Any], log_every: int) -> None:
+        """Lines for a chunk of updates run without in-program callbacks, from the host: metrics
+        arrays [num_seeds, n] (all seeds, as a chunk program returns them); one line, over the
+        seeds, per update divisible by `log_every` (0: none)."""
+        if not log_every:
+            return
+        arrays = {k: np.asarray(v) for k, v in metrics.items()}
+        num_seeds = arrays["update"].shape[0]
+        who = f"{num_seeds} seed{'s' if num_seeds > 1 else ''}"
+        for i in np.nonzero(arrays["update"][0] % log_every == 0)[0]:
+            self.print_fn(self._line(who, [{k: float(v[seed, i]) for k, v in arrays.items()} for seed in range(num_seeds)]))
+
+    def _line(self, who: str, rows: list[dict]) -> str:
+        """One progress line of the rows (one per seed) of an update: mean return over seeds [min, max]."""
         returns = np.array([r["episode_return"] for r in rows])
         finite = returns[np.isfinite(returns)]
         mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"
         spread = f" [{finite.min():.1f}, {finite.max():.1f}]" if len(rows) > 1 and finite.size else ""
-        extra = "".join(f"  {k} {np.mean([r[k] for r in rows]):.3f}" for k in ("entropy", "epsilon") if k in row)
-        self.print_fn(
-            f"{who}  update {update:>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
-            f"return {mean}{spread}{extra}  {time.perf_counter() - self._start:6.1f}s"
-        )
+        extra = "".join(f"  {k} {np.mean([r[k] for r in rows]):.3f}" for k in ("entropy", "epsilon") if k in rows[0])
+        return (f"{who}  update {int(rows[0]['update']):>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
+                f"return {mean}{spread}{extra}  {time.perf_counter() - self._start:6.1f}s")
 
 
 def write_json(path: Path, data: Any) -> None:

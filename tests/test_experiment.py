@@ -144,3 +144,21 @@ def test_pyplot_keeps_a_backend_chosen_before():
         assert matplotlib.get_backend() == "svg"
     finally:
         plt.switch_backend(before)
+
+
+def test_report_chunk_prints_logged_updates_over_seeds():
+    from rlpg.experiment import ProgressPrinter
+
+    lines = []
+    printer = ProgressPrinter(num_seeds=3, total_updates=20, print_fn=lines.append)
+    update = np.tile(np.arange(11, 16), (3, 1))  # a chunk of updates 11..15, 3 seeds
+    returns = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [10.0, 20.0, 30.0, 40.0, np.nan], [7.0, 8.0, 9.0, 0.0, 2.0]])
+    metrics = {"update": update, "env_steps": update * 100, "episode_return": returns, "entropy": np.full((3, 5), 0.5)}
+    printer.report_chunk(metrics, log_every=5)
+    assert len(lines) == 1 and lines[0].startswith("3 seeds  update    15/20  env steps      1,500")
+    assert "return     3.50 [2.0, 5.0]" in lines[0] and "entropy 0.500" in lines[0]  # the NaN seed left out
+    printer.report_chunk(metrics, log_every=2)  # updates 12 and 14
+    assert [line.split("  env")[0] for line in lines[1:]] == ["3 seeds  update    12/20", "3 seeds  update    14/20"]
+    assert "return    10.00 [2.0, 20.0]" in lines[1]
+    printer.report_chunk(metrics, log_every=0)
+    assert len(lines) == 3

@@ -1,0 +1,97 @@
+"""Compile once per machine: the CLI's programs land in the persistent compilation cache and a
+second run loads every one of them; two runs may share the folder at the same time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+from experiments import train as train_cli
+from rlpg import compile_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs experiments.train on a tiny config in this process, counting the compiles that asked the
+# persistent cache, its hits and its writes (jax's monitoring events); prints them as JSON.
+RUN_AND_COUNT = """
+import collections, json, sys
+import jax
+from experiments import train
+counts = collections.Counter()
+jax.monitoring.register_event_listener(lambda event, **kw: counts.update([event.rsplit("/", 1)[-1]]))
+train.main()
+print(json.dumps(counts))
+"""
+TINY = ["--num-seeds=2", "--total-timesteps=768", "--num-envs=2", "--num-steps=16", "--hidden", "8",
+        "--eval-episodes=1", "--log-every=8"]
+
+
+def run_cli(out: Path, cache: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RLPG_COMPILE_CACHE": "off"}  # the flag must win over the variable
+    cmd = [sys.executable, "-c", RUN_AND_COUNT, f"--out={out}", f"--compile-cache={cache}", *TINY]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen) -> tuple[dict, str]:
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, output
+    return json.loads(output.strip().splitlines()[-1]), output
+
+
+def test_second_run_loads_every_program_and_concurrent_runs_share_the_folder(tmp_path):
+    cache = tmp_path / "cache"
+    first = [run_cli(tmp_path / f"cold{i}", str(cache)) for i in range(2)]  # at once, on an empty folder
+    cold = [finish(p) for p in first]
+    for counts, output in cold:
+        assert counts["compile_requests_use_cache"] >= 3, output  # init, the chunk, the evaluation at least
+        assert "persistent compilation cache" not in output.lower(), output  # no read or write warnings
+        assert "2 seeds  update     8/24" in output  # progress lines, from the host
+    assert len(list(cache.glob("*-cache"))) >= 3
+    warm, output = finish(run_cli(tmp_path / "warm", str(cache)))
+    assert warm.get("cache_misses", 0) == 0, output  # nothing compiled afresh, so nothing written
+    assert warm["cache_hits"] == warm["compile_requests_use_cache"], output  # every program came from the cache
+    metrics = [(tmp_path / name / "metrics.csv").read_bytes() for name in ("cold0", "cold1", "warm")]
+    assert metrics[0] == metrics[1] == metrics[2]  # a loaded program computes what the compiled one did
+
+
+def test_off_turns_the_cache_off_and_a_folder_turns_it_on(tmp_path):
+    before = {name: getattr(jax.config, name) for name in ("jax_enable_compilation_cache", "jax_compilation_cache_dir")}
+    try:
+        for off in ("off", "OFF", "none", "0", ""):
+            assert compile_cache.enable(off) is None
+            assert not jax.config.jax_enable_compilation_cache
+        assert compile_cache.enable(tmp_path / "c") == tmp_path / "c" and (tmp_path / "c").is_dir()
+        assert jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        jax_cache.reset_cache()
+
+
+def test_default_folder_and_environment_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv(compile_cache.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache.default_dir() == str(tmp_path / "xdg" / "rlpg" / "jax")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert compile_cache.default_dir() == str(Path.home() / ".cache" / "rlpg" / "jax")
+    monkeypatch.setenv(compile_cache.ENV_VAR, str(tmp_path / "moved"))
+    assert compile_cache.default_dir() == str(tmp_path / "moved")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(min_compile_seconds=-1.0), "`min_compile_seconds` must be >= 0; got -1.0"),
+    (dict(max_size_bytes=0), "`max_size_bytes` must be > 0"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        compile_cache.enable("off", **kwargs)
+
+
+@pytest.mark.parametrize("num_updates, log_every, chunk", [(125, 10, 5), (120, 10, 10), (7, 10, 7), (13, 5, 1), (50, 0, 50)])
+def test_progress_chunk_divides_the_run(num_updates, log_every, chunk):
+    assert train_cli.progress_chunk(num_updates, log_every) == chunk
