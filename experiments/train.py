@@ -343,6 +343,14 @@ def run(args: Args) -> dict:
     return summary
 
 
+def progress_chunk(num_updates: int, log_every: int) -> int:
+    """Updates per chunk of a run without resume points: the largest divisor of `num_updates`
+    (one compiled chunk program) not above `log_every`, so progress lines come while it trains."""
+    if not log_every:
+        return num_updates
+    return max(d for d in range(1, min(log_every, num_updates) + 1) if num_updates % d == 0)
+
+
 def resume_args(args: Args) -> tuple[Args, Path]:
     """The saved flags of the run in `args.resume` (and its folder), with the flags that may
     differ (`experiment.RESUME_SAFE_FLAGS`) taken from `args`; any other flag set in `args` is refused."""
