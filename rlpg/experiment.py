@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import threading
 import time
@@ -43,7 +44,12 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
                 f"`out` {out} already holds a run; choose another folder or pass --overwrite to replace it."
             )
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"`out` {out} cannot be created: {error.strerror}; choose a writable folder.") from None
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"`out` {out} is not writable; choose a writable folder.")
     return out
 
 
