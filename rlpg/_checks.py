@@ -239,7 +239,8 @@ def check_size(name: str, n, minimum: int = 1) -> int:
     except TypeError:
         value = None
     if value is None or isinstance(n, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {n!r}.")
+        kind = "a positive integer" if minimum == 1 else f">= {minimum}, an integer"
+        raise ValueError(f"`{name}` must be {kind}; got {n!r}.")
     return value
 
 

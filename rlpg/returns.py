@@ -216,10 +216,11 @@ def normalize(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) ->
     check_floating("x", x)
     if mask is None:
         mask = jnp.ones_like(x)
-    mask = as_array("mask", mask)
-    check_same_shape(x=x, mask=mask)
-    check_binary("mask", mask)
-    check_some("mask", mask)
+    else:
+        mask = as_array("mask", mask)
+        check_same_shape(x=x, mask=mask)
+        check_binary("mask", mask)
+        check_some("mask", mask)
     mask = jnp.asarray(mask, x.dtype)
     count = jnp.maximum(mask.sum(), 1.0)
     mean = (x * mask).sum() / count

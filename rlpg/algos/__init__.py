@@ -35,10 +35,10 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     """
 
     def mapped(*args):
-        _check_seed_axis(args)
         check = getattr(fn, "check_hparams", None)
         if check is not None and len(args) > 1:
             check(args[1])
+        _check_seed_axis(args)
         if vectorize and jax.tree.leaves(args)[0].shape[0] > 1:
             return jax.vmap(fn)(*args)
         return jax.lax.map(lambda a: fn(*a), args)
