@@ -98,7 +98,9 @@ def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh", kind
         make = policies.mlp_categorical if discrete else policies.mlp_gaussian
         return make(obs_shape, action_size, hidden, activation)
     if len(obs_shape) != 1:
-        raise ValueError(f"a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}.")
+        raise ValueError(
+            f"`policy` 'linear': a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}."
+        )
     num_features = obs_shape[0]
     if discrete:
         return policies.linear_softmax(envs.observation_action_features(action_size), num_features * action_size)
