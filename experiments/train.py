@@ -37,6 +37,7 @@ import numpy as np
 import tyro
 
 from rlpg import algos, compile_cache, experiment, rollout, sharding, tracking
+from rlpg._checks import check_seed
 
 
 @dataclasses.dataclass
@@ -221,11 +222,7 @@ def run(args: Args) -> dict:
         args, out = resume_args(args)
     if args.num_seeds < 1:
         raise ValueError(f"`num_seeds` must be >= 1; got {args.num_seeds}.")
-    if not -(2**31) <= args.seed <= 2**31 - args.num_seeds:  # the keys are built from int32 seeds
-        raise ValueError(
-            f"`seed` must be in [-2**31, 2**31 - num_seeds] = [{-(2**31)}, {2**31 - args.num_seeds}] "
-            f"(run i uses PRNG seed seed + i, a 32-bit int); got {args.seed}."
-        )
+    check_seed("seed", args.seed, args.num_seeds)  # run i uses PRNG seed seed + i, a 32-bit int
     if args.eval_episodes < 1:
         raise ValueError(f"`eval_episodes` must be >= 1; got {args.eval_episodes}.")
     if args.checkpoint_every < 0:

@@ -17,8 +17,9 @@ for _flag, _value in _SAFE_CPU_FLAGS.items():
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
 
 from rlpg import algos, compile_cache, distributions, envs, estimators, exact, policies, replay, returns, rollout, sharding, tracking  # noqa: E402
+from rlpg._checks import checked  # noqa: E402
 from rlpg.experiment import load_policy  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["load_policy", "algos", "compile_cache", "distributions", "envs", "estimators", "exact", "policies", "replay", "returns", "rollout", "sharding", "tracking"]
+__all__ = ["checked", "load_policy", "algos", "compile_cache", "distributions", "envs", "estimators", "exact", "policies", "replay", "returns", "rollout", "sharding", "tracking"]

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlpg._checks import check_floating, check_integer, check_min_rank
+from rlpg._checks import as_array, check_finite, check_floating, check_index, check_integer, check_key, check_min_rank
 
 _HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
 
@@ -20,9 +20,22 @@ _HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
 # ----------------------------------------------------------------------------- categorical
 
 
-def _check_logits(logits) -> None:
-    check_min_rank("logits", logits, 1, "[..., A]")
-    check_floating("logits", logits)
+def _check_logits(logits, name: str = "logits") -> jax.Array:
+    """`logits` as an array [..., A] of floats without NaN or +inf (−inf: an impossible action)."""
+    logits = as_array(name, logits)
+    check_min_rank(name, logits, 1, "[..., A]")
+    check_floating(name, logits)
+    check_finite(name, logits, allow_neg_inf=True)
+    return logits
+
+
+def _check_broadcast(**arrays) -> None:
+    """ValueError naming the arrays unless their shapes broadcast together."""
+    try:
+        jnp.broadcast_shapes(*(jnp.shape(x) for x in arrays.values()))
+    except ValueError:
+        listed = ", ".join(f"`{n}` {jnp.shape(x)}" for n, x in arrays.items())
+        raise ValueError(f"shapes must match (or broadcast): {listed}.") from None
 
 
 def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
@@ -34,40 +47,42 @@ def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
     Returns:
       [...] log-probabilities.
     """
-    _check_logits(logits)
+    logits, action = _check_logits(logits), as_array("action", action)
     check_integer("action", action)
     if jnp.shape(action) != jnp.shape(logits)[:-1]:
         raise ValueError(
             f"`action` must have shape logits.shape[:-1] = {jnp.shape(logits)[:-1]}; "
             f"got {jnp.shape(action)}."
         )
+    check_index("action", action, jnp.shape(logits)[-1])
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def categorical_entropy(logits: jax.Array) -> jax.Array:
     """H = −Σ_a π(a) log π(a). logits [..., A] -> [...]."""
-    _check_logits(logits)
+    logits = _check_logits(logits)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
 
 def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
     """a ~ softmax(logits). logits [..., A] -> [...] int32 (no gradient)."""
-    _check_logits(logits)
+    check_key("key", key)
+    logits = _check_logits(logits)
     return jax.lax.stop_gradient(jax.random.categorical(key, logits, axis=-1).astype(jnp.int32))
 
 
 def categorical_mode(logits: jax.Array) -> jax.Array:
     """argmax_a π(a). logits [..., A] -> [...] int32."""
-    _check_logits(logits)
+    logits = _check_logits(logits)
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
 
 def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
     """KL(p ‖ q) = Σ_a p(a) (log p(a) − log q(a)). [..., A] x [..., A] -> [...]."""
-    _check_logits(p_logits)
-    _check_logits(q_logits)
+    p_logits, q_logits = _check_logits(p_logits, "p_logits"), _check_logits(q_logits, "q_logits")
+    _check_broadcast(p_logits=p_logits, q_logits=q_logits)
     log_p = jax.nn.log_softmax(p_logits, axis=-1)
     log_q = jax.nn.log_softmax(q_logits, axis=-1)
     return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
@@ -76,22 +91,23 @@ def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------- gaussian
 
 
-def _check_gaussian(mean, log_std) -> None:
-    check_min_rank("mean", mean, 1, "[..., D]")
-    check_floating("mean", mean)
-    check_min_rank("log_std", log_std, 1, "[..., D] or [D]")
-    check_floating("log_std", log_std)
-    try:
-        jnp.broadcast_shapes(jnp.shape(mean), jnp.shape(log_std))
-    except ValueError:
-        raise ValueError(
-            f"`log_std` {jnp.shape(log_std)} does not broadcast against `mean` {jnp.shape(mean)}."
-        ) from None
+def _check_gaussian(mean, log_std, prefix: str = "") -> tuple[jax.Array, jax.Array]:
+    """(mean [..., D], log_std [..., D] | [D]) as finite float arrays whose shapes broadcast."""
+    mean_name, log_std_name = f"{prefix}mean", f"{prefix}log_std"
+    mean, log_std = as_array(mean_name, mean), as_array(log_std_name, log_std)
+    check_min_rank(mean_name, mean, 1, "[..., D]")
+    check_floating(mean_name, mean)
+    check_min_rank(log_std_name, log_std, 1, "[..., D] or [D]")
+    check_floating(log_std_name, log_std)
+    _check_broadcast(**{mean_name: mean, log_std_name: log_std})
     if jnp.shape(log_std)[-1] != jnp.shape(mean)[-1]:
         raise ValueError(
-            f"`log_std` must end in the action dimension D={jnp.shape(mean)[-1]}; "
+            f"`{log_std_name}` must end in the action dimension D={jnp.shape(mean)[-1]}; "
             f"got {jnp.shape(log_std)}."
         )
+    check_finite(mean_name, mean)
+    check_finite(log_std_name, log_std)
+    return mean, log_std
 
 
 def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
@@ -104,7 +120,8 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) ->
     Returns:
       [...] log-densities, summed over D. ∂/∂μ = (a − μ)/σ².
     """
-    _check_gaussian(mean, log_std)
+    mean, log_std = _check_gaussian(mean, log_std)
+    action = as_array("action", action)
     check_floating("action", action)
     if jnp.shape(action) != jnp.shape(mean):
         raise ValueError(
@@ -116,6 +133,7 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) ->
 
 def gaussian_entropy(log_std: jax.Array) -> jax.Array:
     """H = Σ_d (log σ_d + ½ log 2πe). log_std [..., D] -> [...]."""
+    log_std = as_array("log_std", log_std)
     check_min_rank("log_std", log_std, 1, "[..., D]")
     check_floating("log_std", log_std)
     return jnp.sum(log_std + _HALF_LOG_2PI + 0.5, axis=-1)
@@ -123,7 +141,8 @@ def gaussian_entropy(log_std: jax.Array) -> jax.Array:
 
 def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
     """a = μ + σ ε, ε ~ N(0, I). Returns [..., D] with the shape of `mean` (no gradient)."""
-    _check_gaussian(mean, log_std)
+    check_key("key", key)
+    mean, log_std = _check_gaussian(mean, log_std)
     noise = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
     return jax.lax.stop_gradient(mean + jnp.exp(log_std) * noise)
 
@@ -132,8 +151,9 @@ def gaussian_kl(
     p_mean: jax.Array, p_log_std: jax.Array, q_mean: jax.Array, q_log_std: jax.Array
 ) -> jax.Array:
     """KL(p ‖ q) = Σ_d [log σq/σp + (σp² + (μp − μq)²) / (2σq²) − ½]. -> [...]."""
-    _check_gaussian(p_mean, p_log_std)
-    _check_gaussian(q_mean, q_log_std)
+    p_mean, p_log_std = _check_gaussian(p_mean, p_log_std, "p_")
+    q_mean, q_log_std = _check_gaussian(q_mean, q_log_std, "q_")
+    _check_broadcast(p_mean=p_mean, q_mean=q_mean)
     ratio = jnp.exp(2.0 * (p_log_std - q_log_std))
     z = (p_mean - q_mean) * jnp.exp(-q_log_std)
     return jnp.sum(q_log_std - p_log_std + 0.5 * (ratio + jnp.square(z) - 1.0), axis=-1)

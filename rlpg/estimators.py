@@ -13,14 +13,17 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import returns as returns_lib
-from rlpg._checks import check_floating, check_rank, check_same_shape
+from rlpg._checks import as_array, check_binary, check_floating, check_positive, check_rank, check_same_shape, check_size
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Σ mask·x / max(Σ mask, 1); the plain mean when `mask` is None. [...] -> []."""
+    x = as_array("x", x)
     if mask is None:
         return jnp.mean(x)
+    mask = as_array("mask", mask)
     check_same_shape(x=x, mask=mask)
+    check_binary("mask", mask)
     mask = jnp.asarray(mask, x.dtype)
     return jnp.sum(mask * x) / jnp.maximum(jnp.sum(mask), 1.0)
 
@@ -38,6 +41,7 @@ def reinforce_loss(log_probs: jax.Array, weights: jax.Array, mask: jax.Array | N
     Returns:
       [] scalar loss.
     """
+    log_probs, weights = as_array("log_probs", log_probs), as_array("weights", weights)
     check_floating("log_probs", log_probs)
     check_floating("weights", weights)
     check_same_shape(log_probs=log_probs, weights=weights)
@@ -65,7 +69,15 @@ def reinforce_weights(
     Returns:
       [T, ...] weights (no gradient).
     """
+    returns = as_array("returns", returns)
     check_floating("returns", returns)
+    if baseline is not None:
+        baseline = as_array("baseline", baseline)
+        if jnp.ndim(baseline) and jnp.shape(baseline) != jnp.shape(returns):
+            raise ValueError(
+                f"`baseline` must be a scalar or have the shape of `returns` {jnp.shape(returns)}; "
+                f"got {jnp.shape(baseline)}."
+            )
     weights = returns if baseline is None else returns - baseline
     if normalize:
         weights = returns_lib.normalize(weights, mask)
@@ -74,12 +86,17 @@ def reinforce_weights(
 
 def value_loss(values: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """½ mean[(V(s_t) − stop_gradient(target_t))²] over mask = 1. [T, ...] -> []."""
+    values, targets = as_array("values", values), as_array("targets", targets)
     check_same_shape(values=values, targets=targets)
     return 0.5 * masked_mean(jnp.square(values - jax.lax.stop_gradient(targets)), mask)
 
 
 def entropy_bonus(entropies: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """mean_t H[π(·|s_t)] over mask = 1; subtract coef × this from the loss. [T, ...] -> []."""
+    entropies = as_array("entropies", entropies)
+    check_floating("entropies", entropies)
+    if mask is not None:
+        check_same_shape(entropies=entropies, mask=mask)
     return masked_mean(entropies, mask)
 
 
@@ -122,8 +139,13 @@ def ppo_clip_loss(
     Returns:
       [] scalar loss.
     """
+    log_probs, old_log_probs, advantages = (
+        as_array(n, x) for n, x in (("log_probs", log_probs), ("old_log_probs", old_log_probs), ("advantages", advantages))
+    )
     check_floating("log_probs", log_probs)
+    check_floating("advantages", advantages)
     check_same_shape(log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
+    check_positive("clip_eps", clip_eps)
     ratio = jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
     advantages = jax.lax.stop_gradient(advantages)
     surrogate = jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages)
@@ -143,6 +165,7 @@ def clipped_value_loss(
     values: [T, ...] V(s_t) (differentiable); old_values, targets: [T, ...] (no gradient). -> [].
     """
     check_same_shape(values=values, old_values=old_values, targets=targets)
+    check_positive("clip_eps", clip_eps)
     old_values, targets = jax.lax.stop_gradient(old_values), jax.lax.stop_gradient(targets)
     clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
     return 0.5 * masked_mean(jnp.maximum(jnp.square(values - targets), jnp.square(clipped - targets)), mask)
@@ -157,6 +180,7 @@ def ratio_diagnostics(
     clip_fraction = mean[|ρ − 1| > ε]. [T, ...] -> {name: []}, no gradient.
     """
     check_same_shape(log_probs=log_probs, old_log_probs=old_log_probs)
+    check_positive("clip_eps", clip_eps)
     log_ratio = jax.lax.stop_gradient(log_probs - old_log_probs)
     ratio = jnp.exp(log_ratio)
     return {
@@ -191,6 +215,8 @@ def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, i
     """x ≈ A⁻¹ b for symmetric positive-definite A given as `matvec(x) = A x`, `iters` steps of CG
     from x = 0 (a fixed count: the same program under jit and vmap). b [P] -> x [P]."""
     check_rank("b", b, 1, "[P]")
+    if not isinstance(iters, jax.core.Tracer):
+        check_size("iters", iters, minimum=0)
 
     def step(_, carry):
         x, r, p, rr = carry
@@ -210,5 +236,7 @@ def natural_gradient_step(
     """Δθ = sqrt(2δ / (gᵀ F⁻¹ g)) F⁻¹ g: the natural gradient scaled so that the quadratic model of
     KL(π_θ ‖ π_θ+Δθ) ≈ ½ Δθᵀ F Δθ equals δ = `max_kl` (NPG / TRPO's step), F⁻¹ g by conjugate
     gradient with `fvp(v) = F v`. grad [P] (ascent direction) -> [P]."""
+    check_positive("max_kl", max_kl)
+    check_size("cg_iters", cg_iters)
     direction = conjugate_gradient(fvp, grad, cg_iters)
     return jnp.sqrt(2.0 * max_kl / jnp.maximum(grad @ direction, 1e-12)) * direction

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg._checks import _concrete, check_floating, check_in_interval, check_rank, check_shape
+from rlpg._checks import _concrete, _value_check, check_finite, check_floating, check_in_interval, check_key, check_rank, check_shape, check_size
 from rlpg.policies import linear_softmax_logits
 
 
@@ -77,6 +77,13 @@ class TabularMDP:
 # ----------------------------------------------------------------------------- checks
 
 
+def _check_mdp(mdp: TabularMDP, discounted: bool) -> None:
+    """`mdp` is a TabularMDP that passes `validate(discounted)`."""
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(f"`mdp` must be a TabularMDP; got {type(mdp).__name__}.")
+    mdp.validate(discounted)
+
+
 def _check_mdp_shapes(mdp: TabularMDP) -> None:
     """Shapes and dtypes only (static, so they run at trace time)."""
     if not isinstance(mdp, TabularMDP):
@@ -93,7 +100,16 @@ def _check_mdp_shapes(mdp: TabularMDP) -> None:
 
 
 def _check_distribution(name: str, p) -> None:
-    """Concrete `p` [..., N]: entries >= 0 and sums over the last axis equal to 1 (± 1e-5)."""
+    """Concrete `p` [..., N]: entries >= 0 and sums over the last axis equal to 1 (± 1e-5);
+    a traced one only under `rlpg.checked`."""
+    if isinstance(p, jax.core.Tracer):
+        _value_check(
+            p,
+            lambda v, xp: (v >= -1e-6) & (xp.abs(v.sum(-1, keepdims=True) - 1.0) <= 1e-5),
+            str,
+            f"`{name}` must be non-negative and sum to 1 over its last axis.",
+        )
+        return
     value = _concrete(p)
     if value is None:
         return
@@ -123,15 +139,18 @@ def _check_discount(gamma) -> None:
         )
 
 
-def _check_logits(mdp: TabularMDP, logits) -> None:
-    _check_mdp_shapes(mdp)
+def _check_logits(mdp: TabularMDP, logits, discounted: bool) -> None:
+    """The MDP (`TabularMDP.validate`: shapes, and probabilities and γ when concrete, so a
+    TabularMDP built directly is checked too) and finite logits [S, A] of its size."""
+    _check_mdp(mdp, discounted)
     check_rank("logits", logits, 2, "[S, A]")
     check_floating("logits", logits)
     check_shape("logits", logits, jnp.shape(mdp.rewards), "[S, A] of the MDP")
+    check_finite("logits", logits, allow_neg_inf=True)
 
 
 def _check_features(mdp: TabularMDP, theta, phi) -> None:
-    _check_mdp_shapes(mdp)
+    _check_mdp(mdp, discounted=True)
     check_rank("phi", phi, 3, "[S, A, F]")
     check_floating("phi", phi)
     S, A = jnp.shape(mdp.rewards)
@@ -189,6 +208,9 @@ def random_mdp(key: jax.Array, num_states: int, num_actions: int, gamma: float |
       TabularMDP with transitions [S, A, S], rewards [S, A], initial [S] in the default float
       dtype. Jit-able and vmap-able over `key` (with S and A static).
     """
+    check_key("key", key)
+    check_size("num_states", num_states)
+    check_size("num_actions", num_actions)
     k_p, k_r, k_mu = jax.random.split(key, 3)
 
     def uniform_simplex(k, shape):
@@ -237,8 +259,7 @@ def value_function(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
     Returns:
       [S] state values.
     """
-    _check_logits(mdp, logits)
-    _check_discount(mdp.gamma)
+    _check_logits(mdp, logits, discounted=True)
     _, p_pi, r_pi = _markov_chain(mdp, logits)
     return jnp.linalg.solve(_resolvent_matrix(mdp, p_pi), r_pi)
 
@@ -262,8 +283,7 @@ def discounted_state_distribution(mdp: TabularMDP, logits: jax.Array) -> jax.Arr
     Returns:
       [S] state distribution.
     """
-    _check_logits(mdp, logits)
-    _check_discount(mdp.gamma)
+    _check_logits(mdp, logits, discounted=True)
     _, p_pi, _ = _markov_chain(mdp, logits)
     visits = jnp.linalg.solve(_resolvent_matrix(mdp, p_pi).T, mdp.initial)
     return (1.0 - mdp.gamma) * visits
@@ -336,7 +356,7 @@ def finite_horizon_values(mdp: TabularMDP, logits: jax.Array, horizon: int) -> j
     Returns:
       [H + 1, S] values (row H is 0).
     """
-    _check_logits(mdp, logits)
+    _check_logits(mdp, logits, discounted=False)
     horizon = _check_horizon(horizon)
     _, p_pi, r_pi = _markov_chain(mdp, logits)
 
@@ -371,6 +391,7 @@ def finite_horizon_optimal_return(mdp: TabularMDP, horizon: int) -> jax.Array:
     """max_π E[Σ_{t<H} r_t] over all policies of the true states: μᵀ V*_0 by backward induction,
     V*_t(s) = max_a (r(s, a) + Σ_s' P(s'|s, a) V*_{t+1}(s')), V*_H = 0 (undiscounted). -> [] scalar."""
     horizon = _check_horizon(horizon)
+    _check_mdp(mdp, discounted=False)
 
     def step(v_next, _):
         v = jnp.max(mdp.rewards + mdp.transitions @ v_next, axis=-1)
@@ -388,6 +409,7 @@ def deterministic_observation_policies(observations: jax.Array, num_actions: int
     logit 0 on its action and −1e4 on the others (probability exactly 1 and 0 in float32).
     """
     check_rank("observations", observations, 2, "[S, F]")
+    check_size("num_actions", num_actions)
     _, obs_class = np.unique(np.asarray(observations), axis=0, return_inverse=True)
     obs_class = obs_class.reshape(-1)
     num_classes = int(obs_class.max()) + 1

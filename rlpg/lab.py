@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg import distributions, exact, returns
-from rlpg._checks import check_floating, check_rank, check_same_shape, check_shape
+from rlpg._checks import check_floating, check_key, check_rank, check_same_shape, check_shape, check_size
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
 from rlpg.policies import Policy
 from rlpg.rollout import Trajectory, reset, rollout
@@ -58,7 +58,7 @@ def tabular_params(env: FiniteEnv, params: FiniteEnvParams | None = None, horizo
     eye = jnp.eye(env.num_states, dtype=params.rewards.dtype)
     params = params.replace(observations=eye)
     if horizon is not None:
-        params = params.replace(max_steps_in_episode=int(horizon))
+        params = params.replace(max_steps_in_episode=check_size("horizon", horizon))
     return params
 
 
@@ -73,6 +73,8 @@ def sample_episodes(
     Returns:
       (Trajectory [H, B, ...], mask [H, B] — 1 on the steps of each env's first episode).
     """
+    check_key("key", key)
+    check_shape("logits", logits, (env.num_states, env.num_actions), "[S, A] of the env")
     horizon = int(params.max_steps_in_episode)
     reset_key, run_key = jax.random.split(key)
     batch = reset(reset_key, env, params, num_episodes)
@@ -238,8 +240,11 @@ def measure(
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown `variants` {sorted(unknown)}; choose from {VARIANTS}.")
-    if num_batches < 2:
-        raise ValueError(f"`num_batches` must be >= 2; got {num_batches}.")
+    check_size("num_batches", num_batches, minimum=2)
+    if not batch_sizes:
+        raise ValueError(f"`batch_sizes` must name at least one batch size; got {batch_sizes!r}.")
+    for m in batch_sizes:
+        check_size("batch_sizes", m)
     horizon = int(params.max_steps_in_episode)
     mdp = env.tabular_mdp(params)
     grad = exact.finite_horizon_policy_gradient(mdp, logits, horizon)

@@ -13,7 +13,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from rlpg._checks import check_floating
+from rlpg._checks import as_array, check_floating, check_size
 from rlpg.policies import Policy
 
 
@@ -24,12 +24,16 @@ RunningStats = dict
 
 def init_stats(shape: Sequence[int] = ()) -> RunningStats:
     """No samples yet: mean 0, var 1 (so `standardize` is the identity), count 0."""
-    shape = tuple(shape)
+    try:
+        shape = tuple(check_size("shape", n, minimum=0) for n in shape)
+    except TypeError:
+        raise ValueError(f"`shape` must be a tuple of ints >= 0; got {shape!r}.") from None
     return {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32), "count": jnp.zeros((), jnp.float32)}
 
 
 def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
     """Merge `batch` [..., *shape] (every leading axis is a sample axis) into `stats`."""
+    batch = as_array("batch", batch)
     check_floating("batch", batch)
     shape = jnp.shape(stats["mean"])
     if tuple(jnp.shape(batch)[jnp.ndim(batch) - len(shape) :]) != shape:
@@ -45,14 +49,25 @@ def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
     return {"mean": mean, "var": var, "count": total}
 
 
+def _check_sample(stats: RunningStats, x) -> jax.Array:
+    """`x` as an array ending in the statistic's shape."""
+    x = as_array("x", x)
+    shape = jnp.shape(stats["mean"])
+    if jnp.ndim(x) < len(shape) or tuple(jnp.shape(x)[jnp.ndim(x) - len(shape) :]) != shape:
+        raise ValueError(f"`x` must end in the statistic's shape {shape}; got {jnp.shape(x)}.")
+    return x
+
+
 def standardize(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
     """(x − μ) / sqrt(σ² + eps), no gradient into the statistics. x [..., *shape]."""
+    x = _check_sample(stats, x)
     stats = jax.lax.stop_gradient(stats)
     return (x - stats["mean"]) / jnp.sqrt(stats["var"] + eps)
 
 
 def scale(stats: RunningStats, x: jax.Array, eps: float = 1e-8) -> jax.Array:
     """x / sqrt(σ² + eps) (no centering: reward normalization), no gradient into the statistics."""
+    x = _check_sample(stats, x)
     return x / jnp.sqrt(jax.lax.stop_gradient(stats["var"]) + eps)
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import distributions
-from rlpg._checks import check_floating, check_min_rank, check_rank, check_shape
+from rlpg._checks import as_array, check_floating, check_hidden, check_index, check_integer, check_min_rank, check_rank, check_shape, check_size
 
 
 class Policy(NamedTuple):
@@ -39,6 +39,7 @@ class ValueFunction(NamedTuple):
 
 def linear_softmax_logits(theta: jax.Array, phi_sa: jax.Array) -> jax.Array:
     """logits(s, a) = φ(s, a)ᵀ θ. theta [F], phi_sa [..., A, F] -> [..., A]."""
+    theta, phi_sa = as_array("theta", theta), as_array("phi_sa", phi_sa)
     check_rank("theta", theta, 1, "[F]")
     check_min_rank("phi_sa", phi_sa, 2, "[..., A, F]")
     check_floating("phi_sa", phi_sa)
@@ -56,13 +57,18 @@ def linear_softmax_score(theta: jax.Array, phi_sa: jax.Array, action: jax.Array)
     Returns:
       [..., F] scores.
     """
+    phi_sa, action = as_array("phi_sa", phi_sa), as_array("action", action)
     probs = jax.nn.softmax(linear_softmax_logits(theta, phi_sa), axis=-1)
+    check_integer("action", action)
+    check_shape("action", action, jnp.shape(phi_sa)[:-2], "phi_sa.shape[:-2]")
+    check_index("action", action, jnp.shape(phi_sa)[-2])
     phi_a = jnp.take_along_axis(phi_sa, action[..., None, None].astype(jnp.int32), axis=-2)[..., 0, :]
     return phi_a - jnp.einsum("...a,...af->...f", probs, phi_sa)
 
 
 def linear_softmax(features: Callable[[jax.Array], jax.Array], num_features: int) -> Policy:
     """π(a|s) ∝ exp(φ(s, a)ᵀ θ) with `features(obs [...]) -> phi_sa [..., A, F]`, θ [F] = 0 at init."""
+    check_size("num_features", num_features)
 
     def init(key):
         del key
@@ -80,6 +86,7 @@ def linear_softmax(features: Callable[[jax.Array], jax.Array], num_features: int
 
 def linear_gaussian_mean(theta: jax.Array, phi_s: jax.Array) -> jax.Array:
     """μ(s) = φ(s)ᵀ θ. theta [F, D], phi_s [..., F] -> [..., D]."""
+    theta, phi_s = as_array("theta", theta), as_array("phi_s", phi_s)
     check_rank("theta", theta, 2, "[F, D]")
     check_min_rank("phi_s", phi_s, 1, "[..., F]")
     check_floating("phi_s", phi_s)
@@ -101,6 +108,7 @@ def linear_gaussian_score(
     Returns:
       [..., F, D] scores.
     """
+    phi_s, log_std, action = as_array("phi_s", phi_s), as_array("log_std", log_std), as_array("action", action)
     mean = linear_gaussian_mean(theta, phi_s)
     check_shape("action", action, jnp.shape(mean), "the shape of the mean φ(s)ᵀθ")
     scaled = (action - mean) * jnp.exp(-2.0 * log_std)
@@ -119,6 +127,8 @@ def linear_gaussian(
     Parameters are `{"theta": [F, D], "log_std": [D]}`; with `learn_log_std=False` the log-std
     stays at `init_log_std` and is not a parameter.
     """
+    check_size("num_features", num_features)
+    check_size("action_dim", action_dim)
     fixed_log_std = jnp.full((action_dim,), init_log_std, jnp.float32)
 
     def init(key):
@@ -157,8 +167,22 @@ class MLP(nn.Module):
 
 
 def _check_activation(activation: str) -> None:
-    if activation not in _ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
         raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}; got {activation!r}.")
+
+
+def _check_mlp(obs_shape, hidden, activation: str, **sizes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(obs_shape, hidden) as tuples, after checking them, the activation and the output `sizes` (each >= 1)."""
+    _check_activation(activation)
+    for name, size in sizes.items():
+        check_size(name, size)
+    try:
+        obs_shape = tuple(obs_shape)
+    except TypeError:
+        raise ValueError(f"`obs_shape` must be a tuple of positive ints; got {obs_shape!r}.") from None
+    for n in obs_shape:
+        check_size("obs_shape", n)
+    return obs_shape, check_hidden(hidden, allow_empty=True)
 
 
 def _flatten_obs(obs: jax.Array, obs_shape: tuple) -> jax.Array:
@@ -174,9 +198,8 @@ def mlp_categorical(
     obs_shape: Sequence[int], num_actions: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
 ) -> Policy:
     """π(·|s) = softmax(MLP(s)): logits [..., A] for obs [..., *obs_shape]."""
-    _check_activation(activation)
-    obs_shape = tuple(obs_shape)
-    net = MLP(tuple(hidden), num_actions, activation, out_scale=0.01)
+    obs_shape, hidden = _check_mlp(obs_shape, hidden, activation, num_actions=num_actions)
+    net = MLP(hidden, num_actions, activation, out_scale=0.01)
     return Policy(
         init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
         apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape)),
@@ -212,9 +235,8 @@ def mlp_gaussian(
 ) -> Policy:
     """a ~ N(μ(s), σ²): mean [..., D] from an MLP; log σ a learned [D] vector
     (state-independent) or a second head of the MLP [..., D] (`state_dependent_std=True`)."""
-    _check_activation(activation)
-    obs_shape = tuple(obs_shape)
-    net = _GaussianHead(tuple(hidden), action_dim, activation, state_dependent_std, init_log_std)
+    obs_shape, hidden = _check_mlp(obs_shape, hidden, activation, action_dim=action_dim)
+    net = _GaussianHead(hidden, action_dim, activation, state_dependent_std, init_log_std)
     return Policy(
         init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
         apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape)),
@@ -224,9 +246,8 @@ def mlp_gaussian(
 
 def mlp_value(obs_shape: Sequence[int], hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> ValueFunction:
     """V(s) = MLP(s): obs [..., *obs_shape] -> [...]."""
-    _check_activation(activation)
-    obs_shape = tuple(obs_shape)
-    net = MLP(tuple(hidden), 1, activation, out_scale=1.0)
+    obs_shape, hidden = _check_mlp(obs_shape, hidden, activation)
+    net = MLP(hidden, 1, activation, out_scale=1.0)
     return ValueFunction(
         init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
         apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape))[..., 0],

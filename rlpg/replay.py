@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlpg._checks import check_positive
+from rlpg._checks import check_key, check_size
 
 
 @struct.dataclass
@@ -35,14 +35,18 @@ class ReplayBuffer:
 
 def init(example: Any, capacity: int) -> ReplayBuffer:
     """An empty buffer of `capacity` slots shaped and typed like `example` (one transition, no batch axis)."""
-    if not isinstance(capacity, int) or capacity <= 0:
-        raise ValueError(f"`capacity` must be a positive integer; got {capacity!r}.")
+    check_size("capacity", capacity)
     data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.result_type(x)), example)
     return ReplayBuffer(data=data, position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
 
 def add(buffer: ReplayBuffer, transitions: Any) -> ReplayBuffer:
     """Write B transitions (pytree of arrays [B, ...], B ≤ N) into slots (position + i) mod N."""
+    if jax.tree.structure(transitions) != jax.tree.structure(buffer.data):
+        raise ValueError(
+            f"`transitions` must have the buffer's structure {jax.tree.structure(buffer.data)}; "
+            f"got {jax.tree.structure(transitions)}."
+        )
     batch = jax.tree.leaves(transitions)[0].shape[0]
     if batch > buffer.capacity:
         raise ValueError(f"`transitions` hold {batch} transitions, more than the buffer's capacity {buffer.capacity}.")
@@ -61,7 +65,8 @@ def add(buffer: ReplayBuffer, transitions: Any) -> ReplayBuffer:
 def sample(key: jax.Array, buffer: ReplayBuffer, batch_size: int) -> Any:
     """`batch_size` transitions (pytree of arrays [batch_size, ...]) drawn uniformly with
     replacement from the `size` filled slots. The buffer must hold at least one transition."""
-    check_positive("batch_size", batch_size)
+    check_key("key", key)
+    check_size("batch_size", batch_size)
     index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[index], buffer.data)
 

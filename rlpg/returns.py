@@ -11,13 +11,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlpg._checks import check_floating, check_in_interval, check_min_rank, check_same_shape
+from rlpg._checks import as_array, check_binary, check_floating, check_in_interval, check_min_rank, check_same_shape, check_some
 
 
 def _check_window(rewards, **flags) -> None:
+    """rewards [T, ...] float and the 0/1 `flags` (dones, terminated, truncated) of its shape."""
     check_min_rank("rewards", rewards, 1, "[T, ...]")
     check_floating("rewards", rewards)
     check_same_shape(rewards=rewards, **flags)
+    for name, x in flags.items():
+        check_binary(name, x)
 
 
 def _not(flags: jax.Array, dtype) -> jax.Array:
@@ -44,6 +47,7 @@ def reward_to_go(
     Returns:
       [T, ...] returns.
     """
+    rewards, dones = as_array("rewards", rewards), as_array("dones", dones)
     _check_window(rewards, dones=dones)
     check_in_interval("gamma", gamma, 0.0, 1.0)
     tail = jnp.zeros_like(rewards[0]) if bootstrap_value is None else bootstrap_value
@@ -71,6 +75,7 @@ def total_return(rewards: jax.Array, dones: jax.Array, gamma: float | jax.Array 
     Returns:
       [T, ...] returns, constant within each episode.
     """
+    dones = as_array("dones", dones)
     g = reward_to_go(rewards, dones, gamma)
     starts = jnp.concatenate([jnp.ones_like(dones[:1], bool), jnp.asarray(dones[:-1], bool)], axis=0)
 
@@ -109,7 +114,9 @@ def gae(
     Returns:
       (advantages [T, ...], value targets A + V [T, ...]).
     """
-    _check_window(rewards, values=values, next_values=next_values, terminated=terminated, truncated=truncated)
+    rewards, values, next_values = (as_array(n, x) for n, x in (("rewards", rewards), ("values", values), ("next_values", next_values)))
+    _check_window(rewards, terminated=terminated, truncated=truncated)
+    check_same_shape(rewards=rewards, values=values, next_values=next_values)
     check_floating("values", values)
     check_floating("next_values", next_values)
     check_in_interval("gamma", gamma, 0.0, 1.0)
@@ -142,6 +149,7 @@ def running_discounted_return(
     Returns:
       (g [T, ...], carry [...] for the next window: g_{T−1}, zeroed where done_{T−1}).
     """
+    rewards, dones, initial = as_array("rewards", rewards), as_array("dones", dones), as_array("initial", initial)
     _check_window(rewards, dones=dones)
     check_in_interval("gamma", gamma, 0.0, 1.0)
     check_same_shape(**{"initial": initial, "rewards[0]": rewards[0]})
@@ -161,6 +169,7 @@ def running_discounted_return(
 
 def _check_dones(dones) -> None:
     check_min_rank("dones", dones, 1, "[T, ...]")
+    check_binary("dones", dones)
 
 
 def episode_ends_mask(dones: jax.Array) -> jax.Array:
@@ -199,14 +208,19 @@ def normalize(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) ->
     """(x − mean) / (std + eps), statistics over all entries (or over `mask == 1`).
 
     Args:
-      x: [...] float; mask: [...] of the same shape, or None.
+      x: [...] float; mask: [...] of the same shape, 0/1 (checked when concrete: not all 0), or None.
     Returns:
       [...] normalized values (masked-out entries are normalized too, but did not count).
     """
+    x = as_array("x", x)
     check_floating("x", x)
     if mask is None:
         mask = jnp.ones_like(x)
-    check_same_shape(x=x, mask=mask)
+    else:
+        mask = as_array("mask", mask)
+        check_same_shape(x=x, mask=mask)
+        check_binary("mask", mask)
+        check_some("mask", mask)
     mask = jnp.asarray(mask, x.dtype)
     count = jnp.maximum(mask.sum(), 1.0)
     mean = (x * mask).sum() / count

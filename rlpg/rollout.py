@@ -19,6 +19,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from rlpg import envs, policies
+from rlpg._checks import check_key, check_size
 from rlpg.policies import Policy
 
 
@@ -66,6 +67,8 @@ POLICY_KINDS = ("mlp", "linear")
 def make_env(env_id: str, **env_kwargs) -> tuple[Any, Any]:
     """(env, env_params) for a gymnax id or a textbook world of `rlpg.envs.REGISTRY`; an
     unknown id names the close ones."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"`env` must be an environment id (str); got {env_id!r}.")
     if env_id in envs.REGISTRY and not env_kwargs:
         return envs.make(env_id)
     if env_id not in gymnax.registered_envs:
@@ -95,7 +98,9 @@ def make_policy(env, env_params, hidden=(64, 64), activation: str = "tanh", kind
         make = policies.mlp_categorical if discrete else policies.mlp_gaussian
         return make(obs_shape, action_size, hidden, activation)
     if len(obs_shape) != 1:
-        raise ValueError(f"a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}.")
+        raise ValueError(
+            f"`policy` 'linear': a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}."
+        )
     num_features = obs_shape[0]
     if discrete:
         return policies.linear_softmax(envs.observation_action_features(action_size), num_features * action_size)
@@ -112,6 +117,8 @@ def _env_action(env, env_params, action: jax.Array) -> jax.Array:
 
 def reset(key: jax.Array, env, env_params, num_envs: int) -> EnvBatch:
     """Reset `num_envs` environments with independent keys."""
+    check_key("key", key)
+    check_size("num_envs", num_envs)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
     return EnvBatch(
         env_state=env_state,
@@ -154,6 +161,8 @@ def rollout(
 
     Returns the carried `EnvBatch` (continue from it next time) and a `Trajectory` [T, B, ...].
     """
+    check_key("key", key)
+    check_size("num_steps", num_steps)
 
     def body(batch: EnvBatch, keys):
         act_key, env_keys = keys
@@ -220,8 +229,11 @@ def evaluate(
     Acts with the distribution's mode when `greedy`, else samples. Runs `max_steps` steps
     (default: the env's time limit) and counts each episode up to its first end.
     """
+    check_key("key", key)
+    check_size("num_episodes", num_episodes)
     if max_steps is None:
         max_steps = int(env_params.max_steps_in_episode)
+    check_size("max_steps", max_steps)
     reset_key, run_key = jax.random.split(key)
     batch = reset(reset_key, env, env_params, num_episodes)
 

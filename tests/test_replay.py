@@ -80,5 +80,5 @@ def test_bad_arguments_are_named():
         replay.add(replay.init(EXAMPLE, 4), transitions(0, 5))
     with pytest.raises(ValueError, match="`transitions` leaves must have shape"):
         replay.add(replay.init(EXAMPLE, 4), {**transitions(0, 2), "obs": jnp.zeros((2, 4))})
-    with pytest.raises(ValueError, match="`batch_size` must be > 0"):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
         replay.sample(jax.random.PRNGKey(0), replay.init(EXAMPLE, 4), 0)

@@ -8,6 +8,7 @@ Each module in `ALGOS` has a `Config` (static fields fix shapes, numeric ones ma
 from typing import Callable
 
 import jax
+import numpy as np
 
 from rlpg.algos import a2c, apg, dqn, npg, ppo, reinforce
 from rlpg.algos.common import Algorithm, run_updates, train_fn
@@ -27,14 +28,43 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     batched operations, so results agree with a lone run only to float rounding, and RL
     amplifies such differences within tens of updates. A single seed always runs as `lax.map`:
     a batch of one gains nothing from vmap, whose size-1 batch axes make XLA's CPU kernels slower.
+
+    On the host (concrete arguments) it first checks that every argument has the same leading
+    seed axis, naming the one that differs, and, when `fn` is a `train` or `init` of
+    `rlpg.algos`, the hyperparameters with the Config's own checks (`fn.check_hparams`).
     """
 
     def mapped(*args):
+        check = getattr(fn, "check_hparams", None)
+        if check is not None and len(args) > 1:
+            check(args[1])
+        _check_seed_axis(args)
         if vectorize and jax.tree.leaves(args)[0].shape[0] > 1:
             return jax.vmap(fn)(*args)
         return jax.lax.map(lambda a: fn(*a), args)
 
     return mapped
+
+
+def _check_seed_axis(args: tuple) -> None:
+    """ValueError naming the argument whose leading (seed) axis differs from the first one's."""
+    leaves = jax.tree_util.tree_flatten_with_path(args)[0]
+    shapes = [(path, np.shape(leaf)) for path, leaf in leaves]
+    for path, shape in shapes[1:]:
+        first_path, first_shape = shapes[0]
+        if shape[:1] != first_shape[:1]:
+            raise ValueError(
+                f"`{_path_name(path)}` must have the seed axis first, of size {first_shape[:1]} as "
+                f"`{_path_name(first_path)}`; got shape {shape}."
+            )
+
+
+def _path_name(path) -> str:
+    """`lr` for hparams["lr"], else the argument's position and key path, e.g. `args[0]`."""
+    last = path[-1] if path else None
+    if isinstance(last, jax.tree_util.DictKey) and isinstance(last.key, str):
+        return last.key
+    return "args" + jax.tree_util.keystr(path)
 
 
 __all__ = ["ALGOS", "Algorithm", "a2c", "apg", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]

@@ -30,7 +30,7 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    check_hparams,
+    checks_hparams,
     check_run_sizes,
     print_progress,
     train_fn,
@@ -98,8 +98,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     def optimizer(cfg: Config):
         return actor_critic.adam(cfg.lr, cfg.max_grad_norm, config.num_updates if config.anneal_lr else 0)
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key), "value": value_fn.init(value_key)}
         return TrainState(

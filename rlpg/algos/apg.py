@@ -33,8 +33,8 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    check_hparams,
     check_run_sizes,
+    checks_hparams,
     print_progress,
     train_fn,
     update_metrics,
@@ -135,8 +135,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         make = lambda lr: optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr))
         return {"policy": make(cfg.lr), "value": make(cfg.critic_lr)}
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key)}
         if config.critic:

@@ -9,12 +9,15 @@ numbers of one uninterrupted scan.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 
 from rlpg import rollout
-from rlpg.policies import Policy
+from rlpg._checks import check_bool, check_hidden, check_key, check_number, check_size  # noqa: F401 (check_hidden: re-exported)
+from rlpg.policies import Policy, _check_activation
 
 
 class Algorithm(NamedTuple):
@@ -49,34 +52,57 @@ class RolloutSizes:
 
 def check_run_sizes(config: Any, names: tuple[str, ...], per_update: str = "num_envs × num_steps") -> None:
     """Raise ValueError unless every field in `names` is a positive int and the run has an update,
-    total_timesteps >= `per_update` (the config's `steps_per_update`); also checks log_every >= 0."""
+    total_timesteps >= `per_update` (the config's `steps_per_update`); also checks log_every >= 0,
+    that the config's bool switches are bools (TypeError), and `activation` if it has one."""
+    for field in dataclasses.fields(config):
+        if field.type in ("bool", bool):
+            check_bool(field.name, getattr(config, field.name))
+    if hasattr(config, "activation"):
+        _check_activation(config.activation)
     for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+        check_size(name, getattr(config, name))
+    check_size("log_every", config.log_every, minimum=0)
     if config.num_updates < 1:
         raise ValueError(
             f"`total_timesteps` ({config.total_timesteps}) must be at least {per_update} "
             f"= {config.steps_per_update} (one update)."
         )
-    if config.log_every < 0:
-        raise ValueError(f"`log_every` must be >= 0 (0: no progress line); got {config.log_every}.")
 
 
-def check_hidden(hidden: Any, allow_empty: bool = False) -> None:
-    """Raise ValueError unless `hidden` is a tuple of positive layer widths (non-empty unless allowed)."""
-    if (not hidden and not allow_empty) or any(not isinstance(h, int) or h <= 0 for h in hidden):
-        kind = "a tuple of positive layer widths (empty: linear)" if allow_empty else "a non-empty tuple of positive layer widths"
-        raise ValueError(f"`hidden` must be {kind}; got {hidden!r}.")
-
-
-def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...]) -> dict:
-    """`hparams` as a dict, after checking it overrides only the config's numeric fields."""
+def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...], config: Any = None) -> dict:
+    """`hparams` as a dict, after checking it overrides only the config's numeric fields, each
+    with a number (TypeError naming the field otherwise), and, given the `config`, that
+    `config.replace(**hparams).validate()` accepts the values: the Config's own checks and
+    messages, on the values that are concrete (traced ones are checked only under
+    `rlpg.checked`). Values may be arrays, e.g. one per seed: each entry is checked."""
     hparams = dict(hparams or {})
     unknown = set(hparams) - set(numeric_fields)
     if unknown:
         raise ValueError(f"`hparams` may override only {numeric_fields}; got {sorted(unknown)}.")
+    for name, value in hparams.items():
+        check_number(name, value)
+    if config is not None and hparams:
+        config.replace(**hparams).validate()
     return hparams
+
+
+def checks_hparams(config: Any, numeric_fields: tuple[str, ...]) -> Callable:
+    """Decorator for an algorithm's `init(key, hparams)`: checks `key` (`check_key`) and passes
+    `check_hparams(hparams, numeric_fields, config)`; the hparams check stays reachable as
+    `init.check_hparams(hparams)`, which `over_seeds` and `train_fn` use on the host."""
+
+    def decorate(init: Callable) -> Callable:
+        check = functools.partial(check_hparams, numeric_fields=numeric_fields, config=config)
+
+        @functools.wraps(init)
+        def checked_init(key: jax.Array, hparams: dict | None = None):
+            check_key("key", key)
+            return init(key, check(hparams))
+
+        checked_init.check_hparams = check
+        return checked_init
+
+    return decorate
 
 
 def train_fn(algorithm: Algorithm) -> Callable:
@@ -89,6 +115,8 @@ def train_fn(algorithm: Algorithm) -> Callable:
         state = algorithm.init(key, hparams)
         return run_updates(algorithm.update, state, algorithm.num_updates)
 
+    if hasattr(algorithm.init, "check_hparams"):
+        train.check_hparams = algorithm.init.check_hparams
     return train
 
 

@@ -47,7 +47,7 @@ from rlpg._checks import check_floating, check_in_interval, check_positive, chec
 from rlpg.algos.common import (
     Algorithm,
     check_hidden,
-    check_hparams,
+    checks_hparams,
     check_run_sizes,
     print_progress,
     train_fn,
@@ -256,8 +256,8 @@ def make_algorithm(
     def optimizer(cfg: Config):
         return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         q_key, env_key, run_key = jax.random.split(key, 3)
         params = {"policy": q_network.init(q_key)}
         envs = rollout.reset(env_key, env, env_params, config.num_envs)

@@ -32,7 +32,7 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    check_hparams,
+    checks_hparams,
     check_run_sizes,
     print_progress,
     train_fn,
@@ -101,8 +101,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     def value_optimizer(cfg: Config):
         return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key), "value": value_fn.init(value_key)}
         return TrainState(

@@ -42,7 +42,7 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    check_hparams,
+    checks_hparams,
     check_run_sizes,
     print_progress,
     train_fn,
@@ -137,8 +137,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
             obs = normalization.standardize(params["policy"]["obs_stats"], obs.astype(jnp.float32))
         return value_fn.apply(params["value"], obs)
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key), "value": value_fn.init(value_key)}
         return TrainState(

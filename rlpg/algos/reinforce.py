@@ -38,7 +38,7 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    check_hparams,
+    checks_hparams,
     check_run_sizes,
     print_progress,
     train_fn,
@@ -140,8 +140,8 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     def optimizer(cfg: Config):  # policy and value clipped apart (a large value loss must not shrink the policy step)
         return actor_critic.adam(cfg.lr, cfg.max_grad_norm)
 
+    @checks_hparams(config, NUMERIC_FIELDS)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        hparams = check_hparams(hparams, NUMERIC_FIELDS)
         policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
         params = {"policy": policy.init(policy_key)}
         if use_value:

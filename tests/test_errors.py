@@ -1,0 +1,296 @@
+"""Bad input at every public door fails with an error that names the argument (issue 16).
+
+Each case is a call that used to fail deep inside jax/flax/numpy with a message naming nothing,
+or worse, returned a wrong number silently. Nothing here trains: the checks run before any
+computation, so every case is cheap. `rlpg.checked` (value checks compiled in with checkify)
+is tested on small jitted programs.
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+import rlpg
+from experiments import train as train_cli
+from rlpg import distributions as D
+from rlpg import estimators as E
+from rlpg import exact as X
+from rlpg import lab as L
+from rlpg import normalization as N
+from rlpg import policies as P
+from rlpg import replay as RB
+from rlpg import returns as R
+from rlpg import rollout as RO
+from rlpg._checks import check_seed
+from rlpg.algos import a2c, dqn, npg, over_seeds, ppo, reinforce
+
+KEY = jax.random.PRNGKey(0)
+LOGITS = jnp.array([0.1, 0.2, 0.3])
+NAN_LOGITS = jnp.array([0.1, jnp.nan, 0.3])
+THETA, PHI = jnp.zeros(2), jnp.ones((3, 2))
+REW = jnp.ones(5)
+DONES = jnp.array([0, 0, 1, 0, 0])
+MDP = X.tabular_mdp(jnp.ones((2, 2, 2)) / 2, jnp.zeros((2, 2)), jnp.array([0.5, 0.5]), 0.9)
+TINY = dict(num_envs=2, num_steps=4, total_timesteps=8, hidden=(4,))
+TINY_DQN = dict(num_envs=2, train_freq=4, total_timesteps=16, buffer_size=8, batch_size=4, learning_starts=0, hidden=(4,))
+
+
+def identity(v):
+    return v
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    env, env_params = RO.make_env("CartPole-v1")
+    return env, env_params, RO.make_policy(env, env_params, (4,))
+
+
+@pytest.fixture(scope="module")
+def bandit():
+    env, _ = rlpg.envs.make("MultiArmedBandit-v0")
+    return env, L.tabular_params(env, horizon=3), jnp.zeros((env.num_states, env.num_actions))
+
+
+# (name the message must hold in backquotes, call) — library functions on concrete inputs.
+LIBRARY_CASES = {
+    "categorical action out of range": ("action", lambda: D.categorical_log_prob(LOGITS, jnp.array(5))),
+    "categorical negative action": ("action", lambda: D.categorical_log_prob(LOGITS, jnp.array(-1))),
+    "categorical batch action out of range": ("action", lambda: D.categorical_log_prob(jnp.zeros((4, 3)), jnp.array([0, 1, 2, 3]))),
+    "categorical NaN logits": ("logits", lambda: D.categorical_log_prob(NAN_LOGITS, 0)),
+    "entropy NaN logits": ("logits", lambda: D.categorical_entropy(NAN_LOGITS)),
+    "entropy non-numeric logits": ("logits", lambda: D.categorical_entropy([[1.0, "a"]])),
+    "sample with an int key": ("key", lambda: D.categorical_sample(0, LOGITS)),
+    "categorical kl shapes": ("p_logits", lambda: D.categorical_kl(LOGITS, jnp.zeros(4))),
+    "categorical kl batch shapes": ("p_logits", lambda: D.categorical_kl(jnp.zeros((4, 3)), jnp.zeros((2, 3)))),
+    "gaussian kl shapes": ("p_mean", lambda: D.gaussian_kl(jnp.zeros(2), jnp.zeros(2), jnp.zeros(3), jnp.zeros(3))),
+    "gaussian NaN mean": ("mean", lambda: D.gaussian_log_prob(jnp.array([0.0, jnp.nan]), jnp.zeros(2), jnp.zeros(2))),
+    "gaussian sample int key": ("key", lambda: D.gaussian_sample(3, jnp.zeros(2), jnp.zeros(2))),
+    "linear score action out of range": ("action", lambda: P.linear_softmax_score(THETA, PHI, jnp.array(7))),
+    "linear score float action": ("action", lambda: P.linear_softmax_score(THETA, PHI, jnp.array(1.5))),
+    "linear score action shape": ("action", lambda: P.linear_softmax_score(THETA, jnp.ones((4, 3, 2)), jnp.array([0, 1]))),
+    "linear logits non-numeric theta": ("theta", lambda: P.linear_softmax_logits([0.0, "x"], PHI)),
+    "mlp num_actions 0": ("num_actions", lambda: P.mlp_categorical((4,), 0)),
+    "mlp width 0": ("hidden", lambda: P.mlp_categorical((4,), 2, (0,))),
+    "mlp negative width": ("hidden", lambda: P.mlp_categorical((4,), 2, (-4,))),
+    "mlp float width": ("hidden", lambda: P.mlp_value((4,), (2.5,))),
+    "mlp action_dim 0": ("action_dim", lambda: P.mlp_gaussian((4,), 0)),
+    "mlp obs_shape int": ("obs_shape", lambda: P.mlp_categorical(4, 2)),
+    "linear_softmax no features": ("num_features", lambda: P.linear_softmax(identity, 0)),
+    "linear_gaussian action_dim 0": ("action_dim", lambda: P.linear_gaussian(identity, 2, 0)),
+    "dones 2": ("dones", lambda: R.reward_to_go(REW, DONES * 2, 0.9)),
+    "dones 0.5": ("dones", lambda: R.reward_to_go(REW, DONES * 0.5, 0.9)),
+    "total_return dones 3": ("dones", lambda: R.total_return(REW, DONES * 3)),
+    "episode mask dones 2": ("dones", lambda: R.episode_ends_mask(DONES * 2)),
+    "gae terminated 2": ("terminated", lambda: R.gae(REW, REW, REW, DONES * 2, DONES, 0.9, 0.9)),
+    "gae truncated 0.3": ("truncated", lambda: R.gae(REW, REW, REW, DONES, DONES * 0.3, 0.9, 0.9)),
+    "gamma str": ("gamma", lambda: R.reward_to_go(REW, DONES, "0.9")),
+    "normalize all-zero mask": ("mask", lambda: R.normalize(REW, jnp.zeros(5))),
+    "normalize mask 2": ("mask", lambda: R.normalize(REW, jnp.full(5, 2.0))),
+    "rewards non-numeric": ("rewards", lambda: R.reward_to_go(["a"], [0], 0.9)),
+    "baseline shape": ("baseline", lambda: E.reinforce_weights(REW, jnp.zeros(4))),
+    "baseline broadcasts to another shape": ("baseline", lambda: E.reinforce_weights(REW, jnp.zeros((2, 5)))),
+    "reinforce_weights all-zero mask": ("mask", lambda: E.reinforce_weights(REW, None, True, jnp.zeros(5))),
+    "loss mask 2": ("mask", lambda: E.reinforce_loss(REW, REW, jnp.full(5, 2.0))),
+    "ppo clip_eps < 0": ("clip_eps", lambda: E.ppo_clip_loss(REW, REW, REW, -0.2)),
+    "clipped value clip_eps < 0": ("clip_eps", lambda: E.clipped_value_loss(REW, REW, REW, -1.0)),
+    "ratio diagnostics clip_eps < 0": ("clip_eps", lambda: E.ratio_diagnostics(REW, REW, -0.1)),
+    "natural gradient max_kl < 0": ("max_kl", lambda: E.natural_gradient_step(jnp.ones(2), identity, -0.01, 3)),
+    "natural gradient cg_iters 0": ("cg_iters", lambda: E.natural_gradient_step(jnp.ones(2), identity, 0.01, 0)),
+    "cg iters -1": ("iters", lambda: E.conjugate_gradient(identity, jnp.ones(2), -1)),
+    "cg iters 2.5": ("iters", lambda: E.conjugate_gradient(identity, jnp.ones(2), 2.5)),
+    "entropy_bonus mask shape": ("entropies", lambda: E.entropy_bonus(jnp.ones(3), jnp.ones(2))),
+    "init_stats shape int": ("shape", lambda: N.init_stats(3)),
+    "update_stats non-numeric": ("batch", lambda: N.update_stats(N.init_stats(()), ["a"])),
+    "standardize shape": ("x", lambda: N.standardize(N.init_stats((3,)), jnp.ones((5, 2)))),
+    "TabularMDP built directly, rows not summing to 1": (
+        "transitions", lambda: X.value_function(X.TabularMDP(jnp.full((2, 2, 2), 0.7), MDP.rewards, MDP.initial, MDP.gamma), jnp.zeros((2, 2)))),
+    "TabularMDP built directly, initial not summing to 1": (
+        "initial", lambda: X.finite_horizon_values(X.TabularMDP(MDP.transitions, MDP.rewards, jnp.array([0.9, 0.9]), MDP.gamma), jnp.zeros((2, 2)), 3)),
+    "exact NaN logits": ("logits", lambda: X.value_function(MDP, jnp.full((2, 2), jnp.nan))),
+    "random_mdp int key": ("key", lambda: X.random_mdp(0, 3, 2)),
+    "random_mdp no states": ("num_states", lambda: X.random_mdp(KEY, 0, 2)),
+    "random_mdp no actions": ("num_actions", lambda: X.random_mdp(KEY, 3, 0)),
+    "deterministic policies no actions": ("num_actions", lambda: X.deterministic_observation_policies(jnp.eye(2), 0)),
+    "replay batch_size 2.5": ("batch_size", lambda: RB.sample(KEY, RB.init({"x": jnp.zeros(3)}, 8), 2.5)),
+    "replay int key": ("key", lambda: RB.sample(0, RB.init({"x": jnp.zeros(3)}, 8), 2)),
+    "replay wrong structure": ("transitions", lambda: RB.add(RB.init({"x": jnp.zeros(3)}, 8), {"y": jnp.zeros((2, 3))})),
+    "make_env int": ("env", lambda: RO.make_env(3)),
+    "seed beyond 2**31": ("seed", lambda: check_seed("seed", 2**40)),
+    "seed count beyond 2**31": ("seed", lambda: check_seed("seed", 2**31 - 2, count=5)),
+}
+
+
+@pytest.mark.parametrize("name", LIBRARY_CASES)
+def test_library_error_names_the_argument(name):
+    argument, call = LIBRARY_CASES[name]
+    with pytest.raises((ValueError, TypeError), match=f"`{argument}`"):
+        call()
+
+
+ROLLOUT_CASES = {
+    "reset no envs": ("num_envs", lambda env, params, pol: RO.reset(KEY, env, params, 0)),
+    "reset int key": ("key", lambda env, params, pol: RO.reset(0, env, params, 2)),
+    "rollout no steps": ("num_steps", lambda env, params, pol: RO.rollout(KEY, pol, None, env, params, None, 0)),
+    "evaluate no episodes": ("num_episodes", lambda env, params, pol: RO.evaluate(KEY, pol, None, env, params, 0)),
+    "evaluate max_steps -1": ("max_steps", lambda env, params, pol: RO.evaluate(KEY, pol, None, env, params, 2, max_steps=-1)),
+    "policy width 0": ("hidden", lambda env, params, pol: RO.make_policy(env, params, (0,))),
+}
+
+
+@pytest.mark.parametrize("name", ROLLOUT_CASES)
+def test_rollout_error_names_the_argument(name, cartpole):
+    argument, call = ROLLOUT_CASES[name]
+    with pytest.raises((ValueError, TypeError), match=f"`{argument}`"):
+        call(*cartpole)
+
+
+LAB_CASES = {
+    "no batch sizes": ("batch_sizes", lambda env, params, logits: L.measure(KEY, env, params, logits, [], 2)),
+    "batch size 0": ("batch_sizes", lambda env, params, logits: L.measure(KEY, env, params, logits, [0], 2)),
+    "one batch": ("num_batches", lambda env, params, logits: L.measure(KEY, env, params, logits, [2], 1)),
+    "logits of another world": ("logits", lambda env, params, logits: L.sample_episodes(KEY, env, params, jnp.zeros((9, 9)), 2)),
+    "horizon 0": ("horizon", lambda env, params, logits: L.tabular_params(env, horizon=0)),
+}
+
+
+@pytest.mark.parametrize("name", LAB_CASES)
+def test_lab_error_names_the_argument(name, bandit):
+    argument, call = LAB_CASES[name]
+    with pytest.raises((ValueError, TypeError), match=f"`{argument}`"):
+        call(*bandit)
+
+
+def test_python_numbers_are_accepted_as_arrays():
+    """A Python int where an array is expected gives the array's answer, not a TypeError."""
+    assert D.categorical_log_prob(LOGITS, 1) == D.categorical_log_prob(LOGITS, jnp.array(1))
+    np.testing.assert_array_equal(P.linear_softmax_score(THETA, PHI, 1), P.linear_softmax_score(THETA, PHI, jnp.array(1)))
+    np.testing.assert_array_equal(R.reward_to_go([1.0, 2.0], [0, 1], 0.5), R.reward_to_go(jnp.array([1.0, 2.0]), jnp.array([0, 1]), 0.5))
+    assert D.categorical_log_prob(jnp.array([0.0, -jnp.inf]), 0) == 0.0  # −inf logits: an impossible action, allowed
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+ALGORITHMS = {
+    "reinforce": (reinforce, TINY),
+    "a2c": (a2c, TINY),
+    "ppo": (ppo, {**TINY, "num_minibatches": 2}),
+    "npg": (npg, TINY),
+    "dqn": (dqn, TINY_DQN),
+}
+HPARAM_CASES = [
+    ("reinforce", {"gamma": 1.5}, ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got 1.5"),
+    ("reinforce", {"lr": -1.0}, ValueError, "`lr` must be > 0; got -1.0"),
+    ("reinforce", {"lr": "fast"}, TypeError, "`lr` must be a number"),
+    ("reinforce", {"reward_scale": jnp.array([1.0, 0.0])}, ValueError, "`reward_scale` must be > 0"),
+    ("a2c", {"lam": "x"}, TypeError, "`lam` must be a number"),
+    ("a2c", {"lam": 1.5}, ValueError, "`lam` must lie in"),
+    ("ppo", {"clip_eps": -1.0}, ValueError, "`clip_eps` must be > 0"),
+    ("ppo", {"max_grad_norm": float("nan")}, ValueError, "`max_grad_norm` must be > 0"),
+    ("npg", {"max_kl": -1.0}, ValueError, "`max_kl` must be > 0"),
+    ("npg", {"damping": None}, TypeError, "`damping` must be a number"),
+    ("dqn", {"eps_start": 2.0}, ValueError, "`eps_start` must lie in"),
+    ("dqn", {"tau": True}, TypeError, "`tau` must be a number"),
+]
+
+
+@pytest.fixture(scope="module")
+def algorithms():
+    return {name: module.make_algorithm(module.Config(**fields)) for name, (module, fields) in ALGORITHMS.items()}
+
+
+@pytest.mark.parametrize("algo, hparams, error, words", HPARAM_CASES)
+def test_bad_hparams_are_refused_by_init_with_the_config_message(algorithms, algo, hparams, error, words):
+    algorithm = algorithms[algo]
+    with pytest.raises(error, match=words):
+        algorithm.init(KEY, hparams)
+    with pytest.raises(error, match=words):  # the Config's own check says the same
+        ALGORITHMS[algo][0].Config(**ALGORITHMS[algo][1], **hparams).validate()
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_init_refuses_what_is_not_a_key(algorithms, algo):
+    for key in (0, 2**64, jnp.zeros(2), jax.random.split(KEY, 3)):
+        with pytest.raises(TypeError, match="`key` must be one PRNG key"):
+            algorithms[algo].init(key)
+
+
+def test_over_seeds_checks_hparams_on_the_host(algorithms):
+    train = rlpg.algos.train_fn(algorithms["reinforce"])
+    keys = jax.random.split(KEY, 2)
+    with pytest.raises(ValueError, match=r"`gamma` must lie in \[0.0, 1.0\]; got \[0.89.*, 1.5\]"):
+        over_seeds(train)(keys, {"gamma": jnp.array([0.9, 1.5])})
+    with pytest.raises(ValueError, match=r"`lr` must have the seed axis first, of size \(2,\)"):
+        over_seeds(train)(keys, {"lr": jnp.array([1e-3, 2e-3, 3e-3])})
+    with pytest.raises(ValueError, match="`lr` must have the seed axis first"):
+        over_seeds(algorithms["ppo"].init)(keys, {"lr": 1e-3})
+    with pytest.raises(TypeError, match="`lr` must be a number"):
+        over_seeds(train)(keys, {"lr": ["a", "b"]})
+
+
+@pytest.mark.parametrize(
+    "module, fields, words",
+    [
+        (reinforce, dict(gamma="0.9"), "`gamma` must be a number"),
+        (reinforce, dict(lr=True), "`lr` must be a number"),
+        (reinforce, dict(normalize="yes"), "`normalize` must be True or False"),
+        (reinforce, dict(log_every=2.5), "`log_every` must be >= 0"),
+        (reinforce, dict(env_id=3), "`env` must be an environment id"),
+        (reinforce, dict(activation="sigmoid"), "`activation` must be one of"),
+        (reinforce, dict(reward_scale=float("nan")), "`reward_scale` must be > 0"),
+        (ppo, dict(clip_value="no"), "`clip_value` must be True or False"),
+        (ppo, dict(num_epochs=1.5), "`num_epochs` must be a positive integer"),
+        (ppo, dict(max_grad_norm=float("inf")), "`max_grad_norm` must be > 0"),
+        (a2c, dict(normalize_advantages=None), "`normalize_advantages` must be True or False"),
+        (npg, dict(damping="a"), "`damping` must be a number"),
+        (dqn, dict(double="x"), "`double` must be True or False"),
+        (dqn, dict(activation="swish"), "`activation` must be one of"),
+        (dqn, dict(hidden=None), "`hidden` must be a tuple"),
+    ],
+)
+def test_bad_config_field_is_named(module, fields, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        module.Config(**fields).validate()
+
+
+def test_cli_unwritable_out_fails_before_compiling(tmp_path):
+    with pytest.raises(PermissionError, match="`out` /proc/rlpg-run cannot be created"):
+        train_cli.run(train_cli.Args(out=Path("/proc/rlpg-run"), num_seeds=1))
+
+
+# ----------------------------------------------------------------------------- under jit: rlpg.checked
+
+
+def test_jit_skips_value_checks_and_checked_compiles_them_in():
+    """Traced values are not read (no device sync): under jit an out-of-range action is not
+    caught; `rlpg.checked` catches it, and on good input returns the same numbers."""
+    log_prob = jax.jit(D.categorical_log_prob)
+    assert np.isnan(log_prob(LOGITS, jnp.array(5)))  # documented: unchecked under jit
+    checked = rlpg.checked(D.categorical_log_prob)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`action` must lie in \[0, 3\)"):
+        checked(LOGITS, jnp.array(5))
+    with pytest.raises(checkify.JaxRuntimeError, match="`logits` must not hold NaN"):
+        checked(NAN_LOGITS, jnp.array(0))
+    assert checked(LOGITS, jnp.array(2)) == log_prob(LOGITS, jnp.array(2))
+
+
+def test_checked_catches_traced_hparams_and_flags():
+    rtg = rlpg.checked(jax.vmap(lambda gamma, dones: R.reward_to_go(REW, dones, gamma), in_axes=(0, None)))
+    with pytest.raises(checkify.JaxRuntimeError, match="`gamma` must lie in"):
+        rtg(jnp.array([0.9, 1.5]), DONES)
+    with pytest.raises(checkify.JaxRuntimeError, match="`dones` must hold only 0 and 1"):
+        rtg(jnp.array([0.9, 0.5]), DONES * 2)
+    np.testing.assert_array_equal(rtg(jnp.array([0.9, 0.5]), DONES), jax.vmap(lambda g: R.reward_to_go(REW, DONES, g))(jnp.array([0.9, 0.5])))
+    mdp_value = rlpg.checked(X.value_function)
+    with pytest.raises(checkify.JaxRuntimeError, match="`transitions` must be non-negative and sum to 1"):
+        mdp_value(X.TabularMDP(jnp.full((2, 2, 2), 0.7), MDP.rewards, MDP.initial, MDP.gamma), jnp.zeros((2, 2)))
+
+
+def test_checked_catches_traced_hparams_of_an_algorithm(algorithms):
+    init = rlpg.checked(jax.vmap(algorithms["a2c"].init))
+    keys = jax.random.split(KEY, 2)
+    with pytest.raises(checkify.JaxRuntimeError, match="`gamma` must lie in"):
+        init(keys, {"gamma": jnp.array([0.9, 1.5])})
