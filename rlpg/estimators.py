@@ -101,11 +101,12 @@ def leave_one_out_baseline(returns: jax.Array, mask: jax.Array | None = None) ->
 
 
 def leave_one_out_normalize(weights: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
-    """(w_{t,e} − μ_{−e}) / (σ_{−e} + eps), μ_{−e} and σ_{−e} the mean and standard deviation
-    of the weights of the other columns (over mask = 1).
+    """(w_{t,e} − μ_{−e}) / σ_{−e}, μ_{−e} and σ_{−e} the mean and standard deviation of the
+    weights of the other columns (over mask = 1); σ_{−e} is replaced by 1 where it is
+    numerically zero (<= eps + 10⁻³ × their root mean square: the others all equal).
 
     Standardizing by statistics that include w itself biases E[w̃ ∇log π]; with the other
-    columns' statistics, independent of column e, E[w̃ ∇log π | others] = E[w ∇log π] / (σ_{−e} + eps):
+    columns' statistics, independent of column e, E[w̃ ∇log π | others] = E[w ∇log π] / σ_{−e}:
     the estimate of the same gradient times a positive factor.
 
     Args:
@@ -119,7 +120,9 @@ def leave_one_out_normalize(weights: jax.Array, mask: jax.Array | None = None, e
     count = jnp.maximum(count, 1.0)
     mean = total / count
     std = jnp.sqrt(jnp.maximum(squares / count - jnp.square(mean), 0.0))
-    return jax.lax.stop_gradient((centred - mean) / (std + eps))
+    numerically_zero = eps + 1e-3 * jnp.sqrt(squares / count)  # float32 cancellation in E[x²] − E[x]²
+    scale = jnp.where(std > numerically_zero, std, 1.0)  # others all equal (or none): centre only
+    return jax.lax.stop_gradient((centred - mean) / scale)
 
 
 def reinforce_weights(

@@ -33,10 +33,12 @@ Which steps count (the window):
 | total | none, rloo, mean | R_γ(τ) (− the baseline); no γ^τ: R_γ is already discounted | ∇J_γ (mean: + O(1/num_envs)) |
 | total | value | R^V_γ(τ) − V(s_t), over the episode's steps in the window | ∇J_γ + the critic's bias |
 
-G_t = Σ_{k≥t} γ^{k−t} r_k to the end of the episode. normalize=True standardizes ŵ by the
-mean and standard deviation of the OTHER environments' weights (`leave_one_out_normalize`):
-independent of the environment's own actions, so the update stays a positive (random)
-multiple of the same gradient; it needs num_envs ≥ 2, as "rloo" does.
+G_t = Σ_{k≥t} γ^{k−t} r_k to the end of the episode. normalize=True standardizes
+γ^τ_t G_t (γ^τ_t (G_t − V(s_t)) with the value baseline) by the mean and standard deviation
+of the OTHER environments' weights (`leave_one_out_normalize`): independent of the
+environment's own actions, so the update stays a positive (random) multiple of the same
+gradient. Its centring is a leave-one-out baseline, so with normalize=True "none", "mean" and
+"rloo" give the same update (and "mean" loses its bias). It needs num_envs ≥ 2, as "rloo" does.
 The default, discount_weighting="common" with γ = 0.99, is the usual update: it weights late
 steps of an episode as much as early ones, optimizing roughly the average discounted value of
 the states visited rather than J_γ; "gradient" is the true gradient of J_γ, which for γ < 1
@@ -191,17 +193,20 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
         g = returns.reward_to_go(reward, done, gamma, bootstrap)
     else:
         g = returns.total_return(reward, done, gamma, bootstrap)
-    baseline = {
-        "none": 0.0,
-        "mean": estimators.batch_mean_baseline(g, mask),
-        "rloo": estimators.leave_one_out_baseline(g, mask),
-        "value": values,
-    }[config.baseline]
-    weights = g - baseline
+    discount = 1.0
     if config.discount_weighting == "gradient" and config.returns == "reward_to_go":
-        weights = weights * jnp.power(gamma, window.time.astype(weights.dtype))
-    if config.normalize:
+        discount = jnp.power(gamma, window.time.astype(g.dtype))
+    if config.normalize:  # the centring is the other envs' mean: none, mean and rloo coincide
+        weights = discount * (g - values if config.baseline == "value" else g)
         weights = estimators.leave_one_out_normalize(weights, mask)
+    else:
+        baseline = {
+            "none": 0.0,
+            "mean": estimators.batch_mean_baseline(g, mask),
+            "rloo": estimators.leave_one_out_baseline(g, mask),
+            "value": values,
+        }[config.baseline]
+        weights = discount * (g - baseline)
     return jax.lax.stop_gradient(weights), g
 
 
@@ -241,22 +246,35 @@ def _loss_fn(config: Config, policy, value_fn) -> Callable:
     return loss_fn
 
 
-def make_gradient_estimator(config: Config) -> Callable:
-    """`estimate(key, params, envs, hparams=None) -> (envs, ĝ, window)`: one update's estimate.
+def make_policy_gradient(config: Config) -> Callable:
+    """`gradient(params, window, hparams=None) -> ĝ`: the update's policy-gradient estimate on a window.
 
-    ĝ = −∇_θ L, the policy part of the gradient the update hands to its optimizer, computed by
-    the same `collect` and loss as `make_algorithm`'s update (with ent_coef = 0, a positive
-    multiple of the table's gradient in expectation). params {"policy", "value"?} and envs as in
-    `TrainState`; returns the envs to carry on from, ĝ shaped like params["policy"], the Window.
+    ĝ = −∇_θ L, the policy part of the gradient that `make_algorithm`'s update hands to its
+    optimizer (the same loss; with ent_coef = 0, in expectation a positive multiple of the
+    gradient in the module's table). params {"policy", "value"?} as in `TrainState`; window from
+    `collect`; ĝ is shaped like params["policy"].
     """
-    env, env_params, policy, value_fn = _networks(config)
+    _, _, policy, value_fn = _networks(config)
     loss_fn = _loss_fn(config, policy, value_fn)
 
-    def estimate(key, params, envs, hparams=None):
+    def gradient(params, window: Window, hparams=None):
         cfg = config.replace(**check_hparams(hparams, NUMERIC_FIELDS))
-        envs, window = collect(key, config, policy, params["policy"], env, env_params, envs)
         grads, _ = jax.grad(loss_fn, has_aux=True)(params, window, cfg)
-        return envs, jax.tree.map(jnp.negative, grads["policy"]), window
+        return jax.tree.map(jnp.negative, grads["policy"])
+
+    return gradient
+
+
+def make_gradient_estimator(config: Config) -> Callable:
+    """`estimate(key, params, envs, hparams=None) -> (envs, ĝ, window)`: one update's window
+    (`collect`, from the carried envs) and its estimate (`make_policy_gradient`), as the update
+    computes them; returns the envs to carry on from."""
+    env, env_params, policy, _ = _networks(config)
+    gradient = make_policy_gradient(config)
+
+    def estimate(key, params, envs, hparams=None):
+        envs, window = collect(key, config, policy, params["policy"], env, env_params, envs)
+        return envs, gradient(params, window, hparams), window
 
     return estimate
 
