@@ -182,7 +182,7 @@ def _chain_logits():
 def chain_estimates():
     """{(gamma, weighting, returns, baseline, normalize): ĝ [N, S·A]} over the same N windows, one program."""
     logits = _chain_logits()
-    base = reinforce.Config(**CHAIN_SIZES, baseline="none")
+    base = reinforce.Config(**CHAIN_SIZES, baseline="none", discount_weighting="gradient")  # collects τ_t too
     env, env_params = rollout.make_env(CHAIN)
     policy = rollout.make_policy(env, env_params, kind="linear")
     params = {"policy": logits.reshape(-1)}

@@ -151,12 +151,17 @@ class Window:
 
     traj: rollout.Trajectory
     mask: jax.Array  # [L, B] float: 1 on the steps that count
-    time: jax.Array  # [L, B] int: τ_t, steps the episode had taken before step t
+    time: jax.Array | None  # [L, B] int: τ_t, steps the episode had taken before step t (None: not needed)
 
 
 def counts_by_start(config: Config) -> bool:
     """Whether the config's windows count episodes by where they start (all but baseline="value")."""
     return config.baseline != "value"
+
+
+def _episode_time(config: Config, traj: rollout.Trajectory, time0: jax.Array) -> jax.Array | None:
+    """τ_t [L, B] where the weights use it ("gradient" weighting), else None."""
+    return returns.episode_time(traj.done, time0) if config.discount_weighting == "gradient" else None
 
 
 def collect(key: jax.Array, config: Config, policy, params, env, env_params, envs: rollout.EnvBatch):
@@ -169,7 +174,7 @@ def collect(key: jax.Array, config: Config, policy, params, env, env_params, env
     time0 = envs.episode_length
     if not counts_by_start(config):
         envs, traj = rollout.rollout(key, policy, params, env, env_params, envs, config.num_steps)
-        return envs, Window(traj, jnp.ones_like(traj.reward), returns.episode_time(traj.done, time0))
+        return envs, Window(traj, jnp.ones_like(traj.reward), _episode_time(config, traj, time0))
     window_key, tail_key = jax.random.split(key)
     envs, traj = rollout.rollout(window_key, policy, params, env, env_params, envs, config.num_steps)
     envs, tail, taken = rollout.finish_episodes(
@@ -177,7 +182,7 @@ def collect(key: jax.Array, config: Config, policy, params, env, env_params, env
     )
     traj = jax.tree.map(lambda x, y: jnp.concatenate([x, y]), traj, tail)
     mask = jnp.concatenate([jnp.ones((config.num_steps, config.num_envs), taken.dtype), taken])
-    return envs, Window(traj, mask, returns.episode_time(traj.done, time0))
+    return envs, Window(traj, mask, _episode_time(config, traj, time0))
 
 
 def weights_and_targets(config: Config, window: Window, values, next_values, gamma, reward_scale):
