@@ -7,6 +7,7 @@
 | `CliffWalking()` | 4 × 12 grid, one-hot obs, time limit 200 | `tabular_mdp()` (48 states) |
 | `AliasedGridworld()` | 5-cell corridor, wall-bit obs (cells 1, 3 aliased) | `tabular_mdp()` (6 states), `features()` φ [6, 4, 16] |
 | `LongEpisodeChain(length)` | quit at once, or walk a chain to the end (the optimum, the longest episode) | `tabular_mdp()` (length + 2 states) |
+| `DiscountTrap()` | two aliased states; with γ = 0.4 the common update drifts to the worse policy | `tabular_mdp()` (3 states) |
 | `RandomTabularMDP(mdp)` / `.from_key(key, S, A)` | any `TabularMDP`, one-hot obs, time limit | `tabular_mdp()` |
 
 Every finite environment is a `FiniteEnv` stepping the same tables it exports; its terminal
@@ -17,14 +18,16 @@ episode under the time limit H = `params.max_steps_in_episode` is
 `env.linear_softmax_policy()` with exact J `features_expected_return(mdp, θ, env.features())`).
 
 `make(env_id)` builds them by id (`REGISTRY`: MultiArmedBandit-v0 with arm means 1, 2, 4, 3,
-ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LongEpisodeChain-v0), and so does
+ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LongEpisodeChain-v0, RandomMDP-v0: `RandomTabularMDP.from_key(PRNGKey(0), 5, 3)` with H = 5), and so does
 `rlpg.rollout.make_env`, so the training loops and `experiments.train --env` run on them.
 """
 
 from typing import Any, Callable
 
+import jax
+
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
-from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking, LongEpisodeChain
+from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking, DiscountTrap, LongEpisodeChain
 from rlpg.envs.tabular import (
     FiniteEnv,
     FiniteEnvParams,
@@ -40,6 +43,8 @@ REGISTRY: dict[str, Callable[[], Any]] = {
     "CliffWalking-v0": CliffWalking,
     "AliasedGridworld-v0": AliasedGridworld,
     "LongEpisodeChain-v0": LongEpisodeChain,
+    "DiscountTrap-v0": DiscountTrap,
+    "RandomMDP-v0": lambda: RandomTabularMDP.from_key(jax.random.PRNGKey(0), 5, 3, max_steps_in_episode=5),
 }
 
 
@@ -62,6 +67,7 @@ __all__ = [
     "FiniteEnv",
     "FiniteEnvParams",
     "FiniteEnvState",
+    "DiscountTrap",
     "LongEpisodeChain",
     "MultiArmedBandit",
     "RandomTabularMDP",

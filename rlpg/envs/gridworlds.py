@@ -180,3 +180,36 @@ class LongEpisodeChain(FiniteEnv):
     @property
     def name(self) -> str:
         return "LongEpisodeChain"
+
+
+class DiscountTrap(FiniteEnv):
+    """Nota & Thomas's kind of counterexample: two states that look the same, so one policy
+    acts in both, and a discount that makes the first decision matter most.
+
+        s0 --left--> end, r = 1           s0 --right--> s1 (r = 0)
+        s1 --right--> end, r = 2          s1 --left--> end, r = 0
+
+    With p = π(right) in both, J_γ = (1 − p) + 2γp². For γ < 1/2 the best policy always goes
+    left (J_γ = 1); "right" (J_γ = 2γ) is a worse local optimum. The common update (G_t without
+    γ^t) counts s1's preference for "right" as much as s0's and, from the uniform policy, drifts
+    there when (1 + γ) > 1 (its field at p is −1 + 2(1 + γ)p, the gradient's −1 + 4γp).
+    """
+
+    LEFT, RIGHT = 0, 1
+
+    def __init__(self, gamma: float = 0.4, max_steps_in_episode: int = 4):
+        S, A, end = 3, 2, 2
+        P = np.zeros((S, A, S))
+        R = np.zeros((S, A))
+        P[0, self.LEFT, end], R[0, self.LEFT] = 1.0, 1.0
+        P[0, self.RIGHT, 1] = 1.0
+        P[1, self.RIGHT, end], R[1, self.RIGHT] = 1.0, 2.0
+        P[1, self.LEFT, end] = 1.0
+        P[end, :, end] = 1.0
+        observations = np.array([[1.0], [1.0], [0.0]])  # s0 and s1 look the same
+        super().__init__(P, R, [1.0, 0.0, 0.0], [False, False, True], observations, gamma=gamma,
+                         max_steps_in_episode=max_steps_in_episode)
+
+    @property
+    def name(self) -> str:
+        return "DiscountTrap"
