@@ -88,10 +88,18 @@ def make_worlds(args: Args) -> dict:
 def markdown(results: dict) -> str:
     lines = ["# Estimator lab", ""]
     for name, res in results["worlds"].items():
+        note = (
+            ["A bandit has one decision per episode: total = reward_to_go and every baseline is a constant, "
+             "so those rows coincide and show nothing about temporal structure.", ""]
+            if res["horizon"] == 1 else []
+        )
+        note += ["rtg_learned_baseline: its band assumes independent batches, which its fitting (on the next "
+                 "batch) breaks; treat it as approximate.", ""]
         lines += [
             f"## {name} (H = {res['horizon']}, exact J = {res['exact_J']:.4f}, ‖∇J‖ = {res['exact_grad_norm']:.4f}, "
             f"N = {results['num_batches']})",
             "",
+            *note,
             "| variant | m | bias | ±3σ | biased? | variance tr Cov | RMSE | cosine |",
             "| --- | ---: | ---: | ---: | :---: | ---: | ---: | ---: |",
         ]

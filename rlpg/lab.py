@@ -35,9 +35,12 @@ from rlpg.rollout import Trajectory, reset, rollout
 
 VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline", "normalized")
 """Weights w_t: R(τ); G_t; G_t − J (the exact objective, a constant); G_t − V_t(s_t) (the exact
-time-indexed value); G_t − V̂_t(s_t) (a value learned by Monte Carlo on another, independent
-batch of the same size, as a baseline fit on earlier data is); G_t standardized over the
-batch's steps (biased)."""
+time-indexed value); G_t − V̂_t(s_t) (a value learned by Monte Carlo on the next batch of the
+same size, independent of this one, as a baseline fit on earlier data is — but batch n + 1's
+own estimate then shares those episodes, so this variant's N estimates are not independent
+and its ±3σ band is only approximate); G_t standardized over the batch's steps (biased).
+These whole-episode-from-reset estimates are not what training runs: `measure_training_path`
+measures the `reinforce.Config` variants themselves."""
 
 UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline")
 
@@ -170,8 +173,8 @@ def batch_estimates(
       mask: [T, N, M]. logits: [S, A]. values: [T + 1, S]. constant_baseline: scalar.
       batch_size: m (static), 1 <= m <= M.
     Returns:
-      {variant: [N, S, A]}. Batch n's learned baseline is fit on batch n + 1 (mod N), which is
-      independent of it.
+      {variant: [N, S, A]}. Batch n's learned baseline is fit on batch n + 1 (mod N): independent
+      of batch n, but it makes estimates n and n + 1 dependent.
     """
     check_rank("mask", mask, 3, "[T, N, M]")
     m = int(batch_size)
