@@ -64,8 +64,10 @@ class Args:
     """discount"""
     returns: Literal["reward_to_go", "total"] | None = None
     """REINFORCE: weight of each log-prob, reward-to-go G_t or the whole episode's return R(τ)"""
-    baseline: Literal["none", "mean", "value"] | None = None
-    """REINFORCE: subtracted from the returns, none, the batch mean, or a learned V(s)"""
+    baseline: Literal["none", "mean", "rloo", "value"] | None = None
+    """REINFORCE: subtracted from the returns, none, the batch mean, the other envs' mean (leave-one-out), or a learned V(s)"""
+    discount_weighting: Literal["common", "gradient"] | None = None
+    """REINFORCE: "common" weights by G_t (the usual update), "gradient" by γ^t G_t (the gradient of the discounted return)"""
     normalize: bool | None = None
     """standardize the weights (advantages) over each batch"""
     value_coef: float | None = None

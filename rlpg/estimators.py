@@ -1,8 +1,18 @@
 """The score-function (likelihood-ratio, REINFORCE) gradient estimator.
 
-∇J(θ) = E_τ[Σ_t w_t ∇ log π_θ(a_t|s_t)], with weights w_t = R(τ) (whole return), G_t
-(reward-to-go), G_t − b(s_t) (baseline), or their normalized forms. Each estimator is a
-surrogate loss whose gradient is the estimate: L(θ) = −mean_t[stop_gradient(w_t) log π_θ(a_t|s_t)].
+For the discounted return of an episode, J_γ(θ) = E_τ[Σ_t γ^t r_t],
+
+    ∇J_γ(θ) = E_τ[Σ_t w_t ∇ log π_θ(a_t|s_t)]
+
+for the weights w_t = R_γ(τ) (the whole discounted return), γ^t G_t (reward-to-go,
+G_t = Σ_{k≥t} γ^{k−t} r_k, t counted from the episode's start), or γ^t (G_t − b_t) with a
+baseline b_t that does not depend on a_t or on anything after it. The common update without
+γ^t is ∇J_γ only for γ = 1 (Nota & Thomas 2019); the batch mean baseline, which contains the
+sample's own return, and standardizing weights by their own batch's statistics are biased;
+their leave-one-out forms (`leave_one_out_baseline`, `leave_one_out_normalize`) are not.
+These identities hold for whole episodes: which episodes a batch counts must not depend on
+how they went (`rlpg.algos.reinforce` counts them by where they start). Each estimator is a
+surrogate loss whose gradient is the estimate: L(θ) = −Σ_t stop_gradient(w_t) log π_θ(a_t|s_t) / N.
 """
 
 from __future__ import annotations
@@ -28,16 +38,22 @@ def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     return jnp.sum(mask * x) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def reinforce_loss(log_probs: jax.Array, weights: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """L(θ) = −mean[stop_gradient(w) · log π_θ(a|s)] over the steps where mask = 1.
+def reinforce_loss(
+    log_probs: jax.Array, weights: jax.Array, mask: jax.Array | None = None, count: float | None = None
+) -> jax.Array:
+    """L(θ) = −Σ mask · stop_gradient(w) · log π_θ(a|s) / N.
 
-    ∇L = −(1/N) Σ_t w_t ∇ log π(a_t|s_t), N = Σ mask: the REINFORCE estimate, scaled per step
-    rather than per trajectory (a constant factor the learning rate absorbs).
+    ∇L = −(1/N) Σ_t mask_t w_t ∇ log π(a_t|s_t). With `count` given, N = count, a constant
+    (e.g. the window's env steps), so E[∇L] is −1/N times the expected sum: a fixed positive
+    multiple of the gradient that sum estimates. With `count=None`, N = max(Σ mask, 1); when
+    the mask is random (it depends on the episodes drawn) dividing by it is not a constant
+    factor, and the estimate is biased towards the batches with fewer counted steps.
 
     Args:
       log_probs: [T, ...] log π_θ(a_t|s_t), differentiable in θ.
       weights: [T, ...] the estimator's weights (returns, advantages); no gradient flows.
       mask: [T, ...] 1 for steps that count, or None for all.
+      count: N > 0, or None for Σ mask.
     Returns:
       [] scalar loss.
     """
@@ -45,12 +61,72 @@ def reinforce_loss(log_probs: jax.Array, weights: jax.Array, mask: jax.Array | N
     check_floating("log_probs", log_probs)
     check_floating("weights", weights)
     check_same_shape(log_probs=log_probs, weights=weights)
-    return -masked_mean(jax.lax.stop_gradient(weights) * log_probs, mask)
+    if count is None:
+        return -masked_mean(jax.lax.stop_gradient(weights) * log_probs, mask)
+    terms = jax.lax.stop_gradient(weights) * log_probs
+    if mask is not None:
+        check_same_shape(log_probs=log_probs, mask=mask)
+        terms = terms * jnp.asarray(mask, terms.dtype)
+    return -jnp.sum(terms) / count
 
 
 def batch_mean_baseline(returns: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """b = mean of the batch's returns (over mask = 1). [T, ...] -> [] scalar."""
+    """b = mean of the batch's returns (over mask = 1). [T, ...] -> [] scalar.
+
+    It contains each sample's own return, so E[(G − b) ∇log π] ≠ E[G ∇log π]: biased, by
+    O(1 / batch size); `leave_one_out_baseline` is the unbiased form."""
     return masked_mean(returns, mask)
+
+
+def _other_columns(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(Σ over the other columns of mask·x, Σ over them of mask), each [B], for x, mask [T, B]."""
+    check_rank("returns", x, 2, "[T, B]")
+    mask = jnp.ones_like(x) if mask is None else jnp.asarray(mask, x.dtype)
+    check_same_shape(returns=x, mask=mask)
+    per_column, count = jnp.sum(mask * x, axis=0), jnp.sum(mask, axis=0)
+    return jnp.sum(per_column) - per_column, jnp.sum(count) - count
+
+
+def leave_one_out_baseline(returns: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """RLOO: b_{t,e} = the mean of the returns of the OTHER columns e' ≠ e (over mask = 1).
+
+    Column e (an environment) holds its own episodes; their count and content do not depend
+    on the other columns, so b_{·,e} is independent of column e's actions and E[(G − b) ∇log π]
+    = E[G ∇log π]. With equal counts it is B/(B − 1) × the batch mean's centring (Kool et al.
+    2019). 0 where no other column has a counted step.
+
+    Args:
+      returns: [T, B] G_t or R(τ). mask: [T, B] steps that count, or None for all.
+    Returns:
+      [T, B] baseline, constant along T, no gradient.
+    """
+    total, count = _other_columns(returns, mask)
+    return jax.lax.stop_gradient(jnp.broadcast_to(total / jnp.maximum(count, 1.0), returns.shape))
+
+
+def leave_one_out_normalize(weights: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
+    """(w_{t,e} − μ_{−e}) / σ_{−e}, μ_{−e} and σ_{−e} the mean and standard deviation of the
+    weights of the other columns (over mask = 1); σ_{−e} is replaced by 1 where it is
+    numerically zero (<= eps + 10⁻³ × their root mean square: the others all equal).
+
+    Standardizing by statistics that include w itself biases E[w̃ ∇log π]; with the other
+    columns' statistics, independent of column e, E[w̃ ∇log π | others] = E[w ∇log π] / σ_{−e}:
+    the estimate of the same gradient times a positive factor.
+
+    Args:
+      weights: [T, B]. mask: [T, B] steps that count, or None for all.
+    Returns:
+      [T, B] normalized weights, no gradient.
+    """
+    centred = weights - masked_mean(weights, mask)  # a common shift: keeps E[x²] − E[x]² accurate in float32
+    total, count = _other_columns(centred, mask)
+    squares, _ = _other_columns(jnp.square(centred), mask)
+    count = jnp.maximum(count, 1.0)
+    mean = total / count
+    std = jnp.sqrt(jnp.maximum(squares / count - jnp.square(mean), 0.0))
+    numerically_zero = eps + 1e-3 * jnp.sqrt(squares / count)  # float32 cancellation in E[x²] − E[x]²
+    scale = jnp.where(std > numerically_zero, std, 1.0)  # others all equal (or none): centre only
+    return jax.lax.stop_gradient((centred - mean) / scale)
 
 
 def reinforce_weights(

@@ -344,24 +344,28 @@ def features_policy_gradient(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) 
 # ----------------------------------------------------------------------------- finite horizon
 
 
-def finite_horizon_values(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
-    """V_t(s) = E[Σ_{k=t}^{H−1} r_k | s_t = s], the value with H − t steps left, for t = 0..H.
+def finite_horizon_values(
+    mdp: TabularMDP, logits: jax.Array, horizon: int, discount: float | jax.Array = 1.0
+) -> jax.Array:
+    """V_t(s) = E[Σ_{k=t}^{H−1} γ^{k−t} r_k | s_t = s], the value with H − t steps left, for t = 0..H.
 
-    Backward induction with a stationary policy: V_H = 0, V_t = r_π + P_π V_{t+1}
-    (undiscounted; `mdp.gamma` is ignored; a `lax.scan` over a static trip count, so
-    reverse-mode differentiable).
+    Backward induction with a stationary policy: V_H = 0, V_t = r_π + γ P_π V_{t+1}, γ =
+    `discount` (default 1: undiscounted; `mdp.gamma` is ignored; a `lax.scan` over a static
+    trip count, so reverse-mode differentiable).
 
     Args:
       mdp: TabularMDP. logits: [S, A] softmax policy. horizon: H, a static Python int >= 0.
+      discount: γ in [0, 1].
     Returns:
       [H + 1, S] values (row H is 0).
     """
     _check_logits(mdp, logits, discounted=False)
     horizon = _check_horizon(horizon)
+    check_in_interval("discount", discount, 0.0, 1.0)
     _, p_pi, r_pi = _markov_chain(mdp, logits)
 
     def step(v_next, _):
-        v = r_pi + p_pi @ v_next
+        v = r_pi + discount * (p_pi @ v_next)
         return v, v
 
     v_last = jnp.zeros_like(r_pi)
@@ -369,22 +373,27 @@ def finite_horizon_values(mdp: TabularMDP, logits: jax.Array, horizon: int) -> j
     return jnp.concatenate([vs, v_last[None]], axis=0)
 
 
-def finite_horizon_expected_return(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
-    """J_H(θ) = E[Σ_{t<H} r_t] = μᵀ V_0, undiscounted over H steps (`mdp.gamma` is ignored).
+def finite_horizon_expected_return(
+    mdp: TabularMDP, logits: jax.Array, horizon: int, discount: float | jax.Array = 1.0
+) -> jax.Array:
+    """J_H(θ) = E[Σ_{t<H} γ^t r_t] = μᵀ V_0 over H steps, γ = `discount` (default 1:
+    undiscounted; `mdp.gamma` is ignored).
 
     V_0 from `finite_horizon_values`.
 
     Args:
-      mdp: TabularMDP. logits: [S, A]. horizon: H, a static Python int >= 0.
+      mdp: TabularMDP. logits: [S, A]. horizon: H, a static Python int >= 0. discount: γ in [0, 1].
     Returns:
       [] scalar (0 for H = 0).
     """
-    return mdp.initial @ finite_horizon_values(mdp, logits, horizon)[0]
+    return mdp.initial @ finite_horizon_values(mdp, logits, horizon, discount)[0]
 
 
-def finite_horizon_policy_gradient(mdp: TabularMDP, logits: jax.Array, horizon: int) -> jax.Array:
-    """∇_logits J_H(θ) by `jax.grad` through the backward induction. -> [S, A]."""
-    return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, logits, horizon)
+def finite_horizon_policy_gradient(
+    mdp: TabularMDP, logits: jax.Array, horizon: int, discount: float | jax.Array = 1.0
+) -> jax.Array:
+    """∇_logits J_H(θ) (γ = `discount`) by `jax.grad` through the backward induction. -> [S, A]."""
+    return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, logits, horizon, discount)
 
 
 def finite_horizon_optimal_return(mdp: TabularMDP, horizon: int) -> jax.Array:

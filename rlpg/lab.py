@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg import distributions, exact, returns
+from rlpg import rollout as rollout_module
+from rlpg.algos import reinforce
 from rlpg._checks import check_floating, check_key, check_rank, check_same_shape, check_shape, check_size
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
 from rlpg.policies import Policy
@@ -33,9 +35,12 @@ from rlpg.rollout import Trajectory, reset, rollout
 
 VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline", "normalized")
 """Weights w_t: R(τ); G_t; G_t − J (the exact objective, a constant); G_t − V_t(s_t) (the exact
-time-indexed value); G_t − V̂_t(s_t) (a value learned by Monte Carlo on another, independent
-batch of the same size, as a baseline fit on earlier data is); G_t standardized over the
-batch's steps (biased)."""
+time-indexed value); G_t − V̂_t(s_t) (a value learned by Monte Carlo on the next batch of the
+same size, independent of this one, as a baseline fit on earlier data is — but batch n + 1's
+own estimate then shares those episodes, so this variant's N estimates are not independent
+and its ±3σ band is only approximate); G_t standardized over the batch's steps (biased).
+These whole-episode-from-reset estimates are not what training runs: `measure_training_path`
+measures the `reinforce.Config` variants themselves."""
 
 UNBIASED = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline")
 
@@ -170,8 +175,8 @@ def batch_estimates(
       mask: [T, N, M]. logits: [S, A]. values: [T + 1, S]. constant_baseline: scalar.
       batch_size: m (static), 1 <= m <= M.
     Returns:
-      {variant: [N, S, A]}. Batch n's learned baseline is fit on batch n + 1 (mod N), which is
-      independent of it.
+      {variant: [N, S, A]}. Batch n's learned baseline is fit on batch n + 1 (mod N): independent
+      of batch n, but it makes estimates n and n + 1 dependent.
     """
     check_rank("mask", mask, 3, "[T, N, M]")
     m = int(batch_size)
@@ -270,4 +275,119 @@ def measure(
         "exact_grad_norm": float(jnp.linalg.norm(grad)),
         "horizon": horizon,
         "rows": rows,
+    }
+
+
+# ----------------------------------------------------------------------------- the training path
+
+
+def measure_training_path(
+    key: jax.Array,
+    configs: dict,
+    theta: jax.Array,
+    num_windows: int,
+    batch_sizes: Sequence[int] = (1, 4, 16, 64),
+    num_sigmas: float = 3.0,
+) -> dict:
+    """Every REINFORCE config's update, as training computes it, against the exact gradient.
+
+    Each config is a `rlpg.algos.reinforce.Config` on the same finite world (`env_id` of
+    `rlpg.envs.REGISTRY`), `policy="linear"` (softmax over observation ⊗ action, θ [F·A]), the
+    same num_envs and num_steps, and γ = `config.gamma`. For N = `num_windows` consecutive
+    windows of the carried, auto-resetting environments (`reinforce.collect`, the continuation
+    included), ĝ_n is the update's own estimate (`reinforce.make_policy_gradient`) at the fixed
+    θ; a learned baseline keeps its initial critic. The exact target is ∇_θ J_γ, J_γ =
+    `exact.finite_horizon_expected_return(mdp, O θ, H, γ)` (O the observations [S, F]).
+
+    Windows follow each other, so they are not independent (the carried state links them);
+    the ±band is num_sigmas·sqrt(tr Cov / N_eff) with N_eff = N / (1 + 2 Σ_k ρ_k), ρ_k the
+    lag-k autocorrelation of ĝ·∇J summed while positive.
+
+    Returns:
+      {"exact_J", "exact_grad_norm", "horizon", "rows": [{"variant", "scale" (c of the best
+      c·∇J), "cosine" (of the mean), "residual" (‖mean − c∇J‖), "band", "biased", "variance"
+      (tr Cov of one window's estimate, ×1 / (c²‖∇J‖²)), "relative_error" {m: E‖mean of m
+      windows − c∇J‖ / ‖c∇J‖}}]}.
+    """
+    first = next(iter(configs.values()))
+    env, env_params = rollout_module.make_env(first.env_id)
+    policy = rollout_module.make_policy(env, env_params, kind="linear")
+    horizon = int(env_params.max_steps_in_episode)
+    mdp = env.tabular_mdp(env_params)
+    obs = env_params.observations
+    num_actions = env.num_actions
+
+    def objective(th, gamma):
+        return exact.finite_horizon_expected_return(mdp, obs @ th.reshape(obs.shape[1], num_actions), horizon, gamma)
+
+    counted = first.replace(baseline="none", discount_weighting="gradient")
+    carried = first.replace(baseline="value", discount_weighting="gradient")
+    value_params = reinforce.make_algorithm(carried).init(jax.random.PRNGKey(0)).params["value"]
+    params = {"policy": theta, "value": value_params}
+    gradients = {name: reinforce.make_policy_gradient(c) for name, c in configs.items()}
+
+    @jax.jit
+    def run(key):
+        batch = rollout_module.reset(key, env, env_params, first.num_envs)
+
+        def window(carry, k):
+            counted_envs, carried_envs = carry
+            counted_envs, counted_win = reinforce.collect(k, counted, policy, theta, env, env_params, counted_envs)
+            carried_envs, carried_win = reinforce.collect(k, carried, policy, theta, env, env_params, carried_envs)
+            out = {}
+            for name, c in configs.items():
+                win = counted_win if reinforce.counts_by_start(c) else carried_win
+                out[name] = gradients[name](params, win)
+            return (counted_envs, carried_envs), out
+
+        return jax.lax.scan(window, (batch, batch), jax.random.split(key, num_windows))[1]
+
+    estimates = run(key)
+    rows = []
+    for name, c in configs.items():
+        target = np.asarray(jax.grad(objective)(theta, c.gamma), np.float64)
+        g = np.asarray(estimates[name], np.float64)
+        rows.append({"variant": name, "gamma": float(c.gamma), **_direction_stats(g, target, batch_sizes, num_sigmas)})
+    gammas = sorted({float(c.gamma) for c in configs.values()})
+    return {
+        "exact_J": {str(gm): float(objective(theta, gm)) for gm in gammas},
+        "exact_grad_norm": {str(gm): float(jnp.linalg.norm(jax.grad(objective)(theta, gm))) for gm in gammas},
+        "horizon": horizon,
+        "num_windows": int(num_windows),
+        "rows": rows,
+    }
+
+
+def _direction_stats(g: np.ndarray, target: np.ndarray, batch_sizes: Sequence[int], num_sigmas: float) -> dict:
+    """Statistics of N estimates g [N, P] against c·target, c > 0 fitted (see `measure_training_path`)."""
+    n = len(g)
+    mean = g.mean(axis=0)
+    scale = float(mean @ target / (target @ target))
+    aim = scale * target
+    projection = g @ target
+    centred = projection - projection.mean()
+    rho_sum = 0.0
+    for lag in range(1, min(50, n // 4)):
+        rho = float(centred[:-lag] @ centred[lag:] / (centred @ centred))
+        if rho <= 0:
+            break
+        rho_sum += rho
+    n_eff = n / (1.0 + 2.0 * rho_sum)
+    variance = float(np.sum(np.var(g, axis=0, ddof=1)))
+    band = float(num_sigmas * np.sqrt(variance / n_eff))
+    residual = float(np.linalg.norm(mean - aim))
+    norm = max(np.linalg.norm(aim), 1e-30)
+    errors = {}
+    for m in batch_sizes:
+        if m <= n // 2:
+            groups = g[: (n // m) * m].reshape(n // m, m, -1).mean(axis=1)
+            errors[str(m)] = float(np.mean(np.linalg.norm(groups - aim, axis=1)) / norm)
+    return {
+        "scale": scale,
+        "cosine": float(mean @ target / max(np.linalg.norm(mean) * np.linalg.norm(target), 1e-30)),
+        "residual": residual,
+        "band": band,
+        "biased": bool(residual > band),
+        "variance": variance / norm**2,
+        "relative_error": errors,
     }

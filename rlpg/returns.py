@@ -64,19 +64,27 @@ def reward_to_go(
     return returns
 
 
-def total_return(rewards: jax.Array, dones: jax.Array, gamma: float | jax.Array = 1.0) -> jax.Array:
-    """R(τ) = Σ_k γ^k r_k over the whole episode containing step t, broadcast to each of its steps.
+def total_return(
+    rewards: jax.Array,
+    dones: jax.Array,
+    gamma: float | jax.Array = 1.0,
+    bootstrap_value: jax.Array | None = None,
+) -> jax.Array:
+    """R(τ) = Σ_k γ^k r_k over the episode containing step t (from its first step in the
+    window), broadcast to each of its steps.
 
-    The weight of the textbook estimator ĝ = R(τ) Σ_t ∇ log π(a_t|s_t). Exact for episodes
-    that start and end inside the window (see `complete_episode_mask`).
+    The weight of the textbook estimator ĝ = R(τ) Σ_t ∇ log π(a_t|s_t). The whole return for
+    episodes that start and end inside the window; an episode running past the window adds
+    γ^k·`bootstrap_value`, as in `reward_to_go`.
 
     Args:
       rewards: [T, ...] float; dones: [T, ...]; gamma: discount in [0, 1].
+      bootstrap_value: [...] value of the state after the window, or None (0).
     Returns:
       [T, ...] returns, constant within each episode.
     """
     dones = as_array("dones", dones)
-    g = reward_to_go(rewards, dones, gamma)
+    g = reward_to_go(rewards, dones, gamma, bootstrap_value)
     starts = jnp.concatenate([jnp.ones_like(dones[:1], bool), jnp.asarray(dones[:-1], bool)], axis=0)
 
     def step(episode_return, x):
@@ -162,6 +170,29 @@ def running_discounted_return(
 
     carry, g = jax.lax.scan(step, initial.astype(rewards.dtype), (rewards, not_done))
     return g, carry
+
+
+def episode_time(dones: jax.Array, initial: jax.Array) -> jax.Array:
+    """τ_t, the steps step t's episode had taken before it: τ_0 = `initial`, τ_{t+1} = (τ_t + 1)(1 − done_t).
+
+    The t of γ^t in the gradient of the discounted return, counted from the episode's start
+    (a window carried over from the last update starts mid-episode).
+
+    Args:
+      dones: [T, ...] bool or {0, 1}. initial: [...] int, steps the episodes at the window's
+        start have taken (`rollout.EnvBatch.episode_length`), 0 at a reset.
+    Returns:
+      [T, ...] int32.
+    """
+    _check_dones(dones)
+    check_same_shape(**{"initial": jnp.asarray(initial), "dones[0]": dones[0]})
+    not_done = jnp.logical_not(jnp.asarray(dones, bool))
+
+    def step(tau, keep):
+        return (tau + 1) * keep, tau
+
+    _, times = jax.lax.scan(step, jnp.asarray(initial, jnp.int32), not_done.astype(jnp.int32))
+    return times
 
 
 # ----------------------------------------------------------------------------- masks

@@ -188,6 +188,78 @@ def rollout(
     return jax.lax.scan(body, batch, _step_keys(key, num_steps, batch.obs.shape[0]))
 
 
+def finish_episodes(
+    key: jax.Array, policy: Policy, params: Any, env, env_params, batch: EnvBatch, max_steps: int
+) -> tuple[EnvBatch, Trajectory, jax.Array]:
+    """Act until every environment's current episode has ended, starting no new one.
+
+    The continuation of a window whose episodes are counted by where they start: an env whose
+    episode is under way steps on with π_params; once its episode ends (and gymnax resets it)
+    it stands still. A `lax.while_loop` that stops as soon as every episode has ended (at most
+    `max_steps` steps, the env's time limit `env_params.max_steps_in_episode` being enough),
+    writing into buffers of `max_steps` steps.
+
+    Args:
+      key: PRNG key. policy, params, env, env_params: as in `rollout`.
+      batch: B environments, each at a reset or inside an episode.
+      max_steps: the buffers' length L (static), at least the steps any episode can still take.
+    Returns:
+      (batch, every env at a reset; Trajectory [L, B, ...] of the continuation, zeros where an
+      env stood still; active [L, B] float32, 1 on the steps that were taken).
+    """
+    num_envs = batch.obs.shape[0]
+    active = batch.episode_length > 0
+    dist = policy.apply(params, batch.obs)
+    template = Trajectory(
+        obs=batch.obs,
+        action=policy.distribution.sample(key, dist),
+        reward=jnp.zeros((num_envs,), jnp.float32),
+        terminated=jnp.zeros((num_envs,), bool),
+        truncated=jnp.zeros((num_envs,), bool),
+        log_prob=jnp.zeros((num_envs,), jnp.float32),
+        next_obs=batch.obs,
+        episode_return=jnp.zeros((num_envs,), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+    )
+    buffers = jax.tree.map(lambda x: jnp.zeros((max_steps,) + x.shape, x.dtype), template)
+    taken = jnp.zeros((max_steps, num_envs), jnp.float32)
+
+    def cond(carry):
+        i, _, active, _, _ = carry
+        return jnp.logical_and(i < max_steps, jnp.any(active))
+
+    def body(carry):
+        i, batch, active, buffers, taken = carry
+        act_key, env_key = jax.random.split(jax.random.fold_in(key, i))
+        dist = policy.apply(params, batch.obs)
+        action = policy.distribution.sample(act_key, dist)
+        log_prob = policy.distribution.log_prob(dist, action)
+        stepped, reward, terminated, truncated, next_obs, ep_ret, ep_len = _step_envs(
+            jax.random.split(env_key, num_envs), env, env_params, batch, action
+        )
+        keep = lambda new, old: jnp.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
+        transition = Trajectory(
+            obs=batch.obs,
+            action=action,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            log_prob=log_prob,
+            next_obs=next_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+        )
+        transition = jax.tree.map(lambda x: keep(x, jnp.zeros_like(x)), transition)
+        buffers = jax.tree.map(lambda buf, x: buf.at[i].set(x), buffers, transition)
+        taken = taken.at[i].set(active.astype(jnp.float32))
+        batch = jax.tree.map(keep, stepped, batch)
+        active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(terminated, truncated)))
+        return i + 1, batch, active, buffers, taken
+
+    _, batch, _, buffers, taken = jax.lax.while_loop(cond, body, (0, batch, active, buffers, taken))
+    return batch, buffers, taken
+
+
 def _step_keys(key: jax.Array, num_steps: int, num_envs: int) -> tuple[jax.Array, jax.Array]:
     """The keys of T steps: (act_keys [T], env_keys [T, B]), step t's from `split(key, T)[t]` as
     (act, env) = split(k_t) and env_keys = split(env, B). Drawn here in a few wide calls before

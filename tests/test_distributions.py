@@ -47,7 +47,7 @@ def test_categorical_stable_at_huge_logits():
 
     value, grad = jax.value_and_grad(f)(logits)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
-    np.testing.assert_allclose(D.categorical_log_prob(logits, action), [-2e4, -np.log(3)], rtol=1e-6)
+    np.testing.assert_allclose(D.categorical_log_prob(logits, action), [-2e4, -np.log(3)], rtol=1e-6, atol=1e-6)
     assert np.all(np.isfinite(D.categorical_kl(logits, logits[::-1])))
 
 
@@ -67,7 +67,7 @@ def test_gaussian_log_prob_matches_closed_form(batch, dim, seed):
     sigma = np.exp(np.asarray(log_std, np.float64))
     expected = (-0.5 * ((np.asarray(action) - np.asarray(mean)) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi))).sum(-1)
     np.testing.assert_allclose(D.gaussian_log_prob(mean, log_std, action), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(D.gaussian_entropy(log_std), (np.log(sigma) + 0.5 * np.log(2 * np.pi * np.e)).sum(), rtol=1e-6)
+    np.testing.assert_allclose(D.gaussian_entropy(log_std), (np.log(sigma) + 0.5 * np.log(2 * np.pi * np.e)).sum(), rtol=1e-6, atol=1e-6)
 
 
 def test_gaussian_entropy_and_kl_by_monte_carlo():
@@ -116,8 +116,8 @@ def test_works_under_jit_and_vmap():
     logits = jax.random.normal(jax.random.PRNGKey(0), (5, 4, 3))
     action = jnp.zeros((5, 4), jnp.int32)
     eager = D.categorical_log_prob(logits, action)
-    np.testing.assert_allclose(jax.jit(D.categorical_log_prob)(logits, action), eager, rtol=1e-6)
-    np.testing.assert_allclose(jax.vmap(D.categorical_log_prob)(logits, action), eager, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(D.categorical_log_prob)(logits, action), eager, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.vmap(D.categorical_log_prob)(logits, action), eager, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def test_td_target_cuts_the_bootstrap_only_on_termination():
     terminated = jnp.array([False, True, False])
     next_q = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, -1.0]])
     y = dqn.td_target(reward, terminated, next_q, 0.9)
-    np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 1.0, 0.5 + 0.9 * 5.0], rtol=1e-6)
+    np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 1.0, 0.5 + 0.9 * 5.0], rtol=1e-6, atol=1e-6)
 
 
 def test_double_dqn_target_matches_a_naive_loop():
@@ -54,8 +54,8 @@ def test_td_target_checks_shapes():
 
 def test_td_losses():
     q, y = jnp.array([0.0, 0.5, 3.0]), jnp.zeros(3)
-    np.testing.assert_allclose(dqn.td_loss(q, y, "mse"), np.mean([0.0, 0.125, 4.5]), rtol=1e-6)
-    np.testing.assert_allclose(dqn.td_loss(q, y, "huber"), np.mean([0.0, 0.125, 2.5]), rtol=1e-6)
+    np.testing.assert_allclose(dqn.td_loss(q, y, "mse"), np.mean([0.0, 0.125, 4.5]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dqn.td_loss(q, y, "huber"), np.mean([0.0, 0.125, 2.5]), rtol=1e-6, atol=1e-6)
 
 
 def test_epsilon_greedy_probabilities_and_schedule():
@@ -64,10 +64,10 @@ def test_epsilon_greedy_probabilities_and_schedule():
     obs = jax.random.normal(jax.random.PRNGKey(1), (10, 4))
     probs = jnp.exp(dqn.epsilon_greedy(q_network).apply({"q": params, "epsilon": 0.3}, obs))
     greedy = jnp.argmax(q_network.apply(params, obs), -1)
-    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(jnp.take_along_axis(probs, greedy[:, None], -1)[:, 0], 0.7 + 0.1, rtol=1e-6)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jnp.take_along_axis(probs, greedy[:, None], -1)[:, 0], 0.7 + 0.1, rtol=1e-6, atol=1e-6)
     cfg = dqn.Config(total_timesteps=1000, exploration_fraction=0.5, eps_start=1.0, eps_end=0.1)
-    np.testing.assert_allclose(dqn.epsilon_schedule(cfg, jnp.array([0, 250, 500, 900])), [1.0, 0.55, 0.1, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(dqn.epsilon_schedule(cfg, jnp.array([0, 250, 500, 900])), [1.0, 0.55, 0.1, 0.1], rtol=1e-6, atol=1e-6)
 
 
 def test_truncated_steps_are_stored_with_the_final_observation_and_bootstrap():
@@ -87,7 +87,7 @@ def test_truncated_steps_are_stored_with_the_final_observation_and_bootstrap():
     assert ends.sum() == 6 and not data["terminated"].any()
     q = algorithm.policy.apply(state.params["policy"], data["next_obs"].reshape(-1, 4))
     y = dqn.td_target(data["reward"].reshape(-1), data["terminated"].reshape(-1), q, 0.99)
-    np.testing.assert_allclose(y, 1.0 + 0.99 * np.asarray(q).max(-1), rtol=1e-6)
+    np.testing.assert_allclose(y, 1.0 + 0.99 * np.asarray(q).max(-1), rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- learning

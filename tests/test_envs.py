@@ -228,7 +228,7 @@ def test_random_tabular_mdp_rollout_and_exact_value():
     assert not bool(traj.terminated.any())
     expected_trunc = (np.arange(3 * H) + 1) % H == 0
     np.testing.assert_array_equal(traj.truncated, np.broadcast_to(expected_trunc[:, None], (3 * H, 4)))
-    np.testing.assert_allclose(traj.reward, mdp.rewards[jnp.argmax(traj.obs, -1), traj.action], rtol=1e-6)
+    np.testing.assert_allclose(traj.reward, mdp.rewards[jnp.argmax(traj.obs, -1), traj.action], rtol=1e-6, atol=1e-6)
 
     j_h = exact.finite_horizon_expected_return(mdp, logits, H)
     _assert_matches(returns, j_h, "random MDP")

@@ -46,7 +46,7 @@ def test_no_gradient_flows_through_weights():
         log_probs = D.categorical_log_prob(P.linear_softmax_logits(theta, phi), actions)
         return -jnp.mean(jax.lax.stop_gradient(jnp.exp(log_probs)) * log_probs)
 
-    np.testing.assert_allclose(jax.grad(loss)(theta), jax.grad(detached)(theta), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(loss)(theta), jax.grad(detached)(theta), rtol=1e-6, atol=1e-6)
 
 
 def test_per_sample_grads_match_loop():
@@ -69,7 +69,7 @@ def test_weights_baseline_and_normalization():
     w = E.reinforce_weights(g, g * 0.5, normalize=True)
     np.testing.assert_allclose([w.mean(), w.std()], [0.0, 1.0], atol=1e-5)
     mask = jnp.array([[1.0, 1.0], [1.0, 0.0]])
-    np.testing.assert_allclose(E.batch_mean_baseline(g, mask), 8.0 / 3.0, rtol=1e-6)
+    np.testing.assert_allclose(E.batch_mean_baseline(g, mask), 8.0 / 3.0, rtol=1e-6, atol=1e-6)
 
 
 def test_estimator_is_unbiased_on_a_bandit():
@@ -127,7 +127,7 @@ def test_ppo_clip_loss_equals_naive_formula_and_its_gradient_vanishes_when_clipp
     np.testing.assert_allclose(grad[~clipped], -(ratio * adv)[~clipped] / 18, rtol=1e-5)
     # at θ = θ_old the clipped surrogate's gradient is the REINFORCE estimator's
     np.testing.assert_allclose(
-        jax.grad(E.ppo_clip_loss)(log_probs, log_probs, adv, eps), jax.grad(E.reinforce_loss)(log_probs, adv), rtol=1e-6
+        jax.grad(E.ppo_clip_loss)(log_probs, log_probs, adv, eps), jax.grad(E.reinforce_loss)(log_probs, adv), rtol=1e-6, atol=1e-6
     )
 
 
@@ -138,9 +138,32 @@ def test_clipped_value_loss_and_ratio_diagnostics_equal_naive_formulas():
     eps = 0.2
     clipped = np.array([0.7, 2.3, 0.0, -0.2])
     naive = 0.5 * np.mean(np.maximum((np.asarray(values) - targets) ** 2, (clipped - targets) ** 2))
-    np.testing.assert_allclose(E.clipped_value_loss(values, old, targets, eps), naive, rtol=1e-6)
+    np.testing.assert_allclose(E.clipped_value_loss(values, old, targets, eps), naive, rtol=1e-6, atol=1e-6)
     log_ratio = jnp.array([0.0, 0.1, -0.3, 0.25])
     diag = E.ratio_diagnostics(log_ratio, jnp.zeros(4), eps)
     r = np.exp(np.asarray(log_ratio))
-    np.testing.assert_allclose(diag["approx_kl"], np.mean(r - 1 - np.log(r)), rtol=1e-6)
+    np.testing.assert_allclose(diag["approx_kl"], np.mean(r - 1 - np.log(r)), rtol=1e-6, atol=1e-6)
     assert float(diag["clip_fraction"]) == 0.5
+
+
+def test_leave_one_out_baseline_and_normalize_match_a_naive_loop():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(6, 4)).astype(np.float32) * 3 + 2
+    mask = (rng.random((6, 4)) > 0.3).astype(np.float32)
+    b = np.asarray(E.leave_one_out_baseline(jnp.asarray(g), jnp.asarray(mask)))
+    w = np.asarray(E.leave_one_out_normalize(jnp.asarray(g), jnp.asarray(mask)))
+    for e in range(4):
+        others = np.concatenate([g[:, j][mask[:, j] > 0] for j in range(4) if j != e])
+        np.testing.assert_allclose(b[:, e], others.mean(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(w[:, e], (g[:, e] - others.mean()) / others.std(), rtol=1e-4, atol=1e-4)
+    # the other columns all equal: centre only, never divide by a spread of ~0
+    flat = np.array([[5.0, 5.0, 5.0], [5.0, 5.0, 9.0]], np.float32)
+    np.testing.assert_allclose(E.leave_one_out_normalize(jnp.asarray(flat))[:, 2], [0.0, 4.0], atol=1e-4)
+
+
+def test_reinforce_loss_with_a_count_divides_by_that_constant():
+    log_probs = jnp.array([[-1.0, -2.0], [-0.5, -3.0]])
+    weights = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    mask = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+    expected = -(1.0 * -1.0 + 3.0 * -0.5 + 4.0 * -3.0) / 10.0
+    np.testing.assert_allclose(E.reinforce_loss(log_probs, weights, mask, count=10.0), expected, rtol=1e-6, atol=1e-6)

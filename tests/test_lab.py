@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from experiments import estimator_lab
-from rlpg import envs, exact, lab
+from rlpg import envs, exact, lab, rollout
+from rlpg.algos import reinforce
 
 H = 4
 
@@ -142,14 +143,32 @@ def test_rmse_falls_as_one_over_sqrt_m(mdp_results, variant):
 
 def test_cli_quick_writes_the_folder(tmp_path):
     out = tmp_path / "lab"
-    args = estimator_lab.Args(out=out, quick=True, num_states=3, num_actions=2, horizon=3)
+    args = estimator_lab.Args(
+        out=out, quick=True, num_states=3, num_actions=2, horizon=3, path_worlds=("LongEpisodeChain-v0",)
+    )
     results = estimator_lab.run(args)
-    for name in ("results.json", "results.md", "error_vs_m.png", "variance_by_variant.png"):
+    names = ("results.json", "results.md", "error_vs_m.png", "variance_by_variant.png")
+    for name in names + (estimator_lab.PATH_JSON, estimator_lab.PATH_MD, estimator_lab.PATH_PLOT):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["worlds"]) == {"random_mdp", "bandit"}
     assert len(saved["worlds"]["bandit"]["rows"]) == len(lab.VARIANTS) * 3
     assert saved["num_batches"] == results["num_batches"] == 200
     assert "| rtg_value_baseline |" in (out / "results.md").read_text()
+    assert "| reward_to_go/rloo/gradient |" in (out / estimator_lab.PATH_MD).read_text()
     with pytest.raises(FileExistsError, match="overwrite"):
         estimator_lab.run(args)
+
+
+def test_training_path_measures_the_update_training_runs():
+    """On the chain, the counted update matches ∇J (cos >= 0.99, inside its band); the value
+    baseline's untrained critic, bootstrapped at the window's cut, is flagged as biased."""
+    env, _ = rollout.make_env("LongEpisodeChain-v0")
+    base = reinforce.Config(env_id="LongEpisodeChain-v0", policy="linear", num_envs=8, num_steps=6, total_timesteps=48, hidden=(8,))
+    configs = {"none": base.replace(baseline="none", normalize=False), "value": base.replace(baseline="value", normalize=False)}
+    theta = jax.random.normal(jax.random.PRNGKey(3), (env.num_features * env.num_actions,)) * 0.5
+    res = lab.measure_training_path(jax.random.PRNGKey(1), configs, theta, 600, batch_sizes=(1, 16))
+    rows = {r["variant"]: r for r in res["rows"]}
+    assert rows["none"]["cosine"] >= 0.99 and not rows["none"]["biased"], rows["none"]
+    assert rows["value"]["biased"], rows["value"]
+    assert rows["none"]["relative_error"]["16"] < rows["none"]["relative_error"]["1"]

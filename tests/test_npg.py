@@ -50,7 +50,7 @@ def test_conjugate_gradient_solves_and_the_step_has_kl_delta(x64):
     np.testing.assert_allclose(x, np.linalg.solve(fisher, g), rtol=1e-6, atol=1e-8)
     fvp = lambda v: estimators.fisher_vector_product(log_probs, theta, v) + 0.1 * v  # noqa: E731
     step = np.asarray(jax.jit(lambda g: estimators.natural_gradient_step(g, fvp, 0.01, 4 * P))(jnp.asarray(g)))
-    np.testing.assert_allclose(0.5 * step @ fisher @ step, 0.01, rtol=1e-6)  # ½ Δθᵀ F Δθ = δ
+    np.testing.assert_allclose(0.5 * step @ fisher @ step, 0.01, rtol=1e-6, atol=1e-6)  # ½ Δθᵀ F Δθ = δ
     np.testing.assert_allclose(step / np.linalg.norm(step), np.linalg.solve(fisher, g) / np.linalg.norm(np.linalg.solve(fisher, g)), atol=1e-6)
 
 

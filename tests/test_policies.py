@@ -61,7 +61,7 @@ def test_mlp_policies_shapes_and_batch_independence():
     params = cat.init(jax.random.PRNGKey(1))
     logits = cat.apply(params, obs)
     assert logits.shape == (7, 3, 2)
-    np.testing.assert_allclose(cat.apply(params, obs[2, 1]), logits[2, 1], rtol=1e-6)
+    np.testing.assert_allclose(cat.apply(params, obs[2, 1]), logits[2, 1], rtol=1e-6, atol=1e-6)
 
     for state_dependent in (False, True):
         gauss = P.mlp_gaussian((4,), 2, hidden=(16,), state_dependent_std=state_dependent, init_log_std=-0.5)

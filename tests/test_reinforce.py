@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, rollout
+from rlpg import algos, envs, exact, rollout
 from rlpg.algos import reinforce
 
 
@@ -141,6 +141,8 @@ def test_progress_callback_under_vmap_and_scan():
         (dict(gamma=1.5), "`gamma` must lie in"),
         (dict(returns="discounted"), "`returns` must be one of"),
         (dict(baseline="critic"), "`baseline` must be one of"),
+        (dict(discount_weighting="semi"), "`discount_weighting` must be one of"),
+        (dict(baseline="rloo", normalize=False, num_envs=1), "`num_envs` must be >= 2"),
         (dict(env_id="Cartpole-v1"), "Did you mean CartPole-v1"),
         (dict(hidden=()), "`hidden`"),
         (dict(max_grad_norm=-1.0), "`max_grad_norm`"),
@@ -156,3 +158,101 @@ def test_unknown_hparam_is_refused(small):
     _, train = small
     with pytest.raises(ValueError, match="`hparams` may override only"):
         train(jax.random.PRNGKey(0), {"num_envs": 3})
+
+
+# ----------------------------------------------------------------------------- unbiased by construction
+# LongEpisodeChain: quitting at once is the shortest episode, walking to the end the longest and
+# the best. Every variant's update, averaged over many carried windows of the training path
+# (`reinforce.collect` + the update's loss), is compared with the exact gradient of its objective.
+
+CHAIN = "LongEpisodeChain-v0"
+CHAIN_SIZES = dict(env_id=CHAIN, policy="linear", num_envs=8, num_steps=6, total_timesteps=48)
+NUM_WINDOWS = 1500
+# (returns, baseline, normalize); with normalize=True none/mean/rloo coincide (leave-one-out centring)
+COUNTED = [(r, b, n) for r in ("reward_to_go", "total") for b, n in (("none", False), ("mean", False), ("rloo", False), ("rloo", True))]
+CASES = [(1.0, "common")] + [(0.9, "gradient")]
+
+
+def _chain_logits():
+    env, _ = rollout.make_env(CHAIN)
+    return jax.random.normal(jax.random.PRNGKey(3), (env.num_states, env.num_actions)) * 0.5
+
+
+@pytest.fixture(scope="module")
+def chain_estimates():
+    """{(gamma, weighting, returns, baseline, normalize): ĝ [N, S·A]} over the same N windows, one program."""
+    logits = _chain_logits()
+    base = reinforce.Config(**CHAIN_SIZES, baseline="none", discount_weighting="gradient")  # collects τ_t too
+    env, env_params = rollout.make_env(CHAIN)
+    policy = rollout.make_policy(env, env_params, kind="linear")
+    params = {"policy": logits.reshape(-1)}
+    configs = {
+        (g, w, r, b, n): reinforce.Config(**CHAIN_SIZES, returns=r, baseline=b, normalize=n, discount_weighting=w)
+        for g, w in CASES + [(0.9, "common")]
+        for r, b, n in COUNTED
+    }
+    gradients = {k: reinforce.make_policy_gradient(c) for k, c in configs.items()}
+
+    @jax.jit
+    def run(key):
+        batch = rollout.reset(key, env, env_params, base.num_envs)
+
+        def window(batch, k):
+            batch, win = reinforce.collect(k, base, policy, params["policy"], env, env_params, batch)
+            return batch, {key: g(params, win, {"gamma": jnp.float32(key[0])}) for key, g in gradients.items()}
+
+        return jax.lax.scan(window, batch, jax.random.split(key, NUM_WINDOWS))[1]
+
+    return {k: np.asarray(v, np.float64) for k, v in run(jax.random.PRNGKey(11)).items()}, logits, env
+
+
+def _exact_chain_gradient(env, logits, gamma):
+    H = int(env.default_params.max_steps_in_episode)
+    return np.asarray(exact.finite_horizon_policy_gradient(env.tabular_mdp(), logits, H, gamma), np.float64).reshape(-1)
+
+
+def _direction_stats(estimates, target):
+    """(cosine of the mean with target, ‖mean − c·target‖ for the best c > 0, 3σ of the mean)."""
+    mean = estimates.mean(axis=0)
+    scale = mean @ target / (target @ target)
+    band = 3.0 * np.sqrt(np.var(estimates, axis=0, ddof=1).sum() / len(estimates))
+    cosine = mean @ target / (np.linalg.norm(mean) * np.linalg.norm(target))
+    return cosine, scale, np.linalg.norm(mean - scale * target), band
+
+
+@pytest.mark.parametrize("gamma, weighting", CASES)
+@pytest.mark.parametrize("returns, baseline, normalize", COUNTED)
+def test_each_variant_mean_update_is_its_objective_gradient(chain_estimates, gamma, weighting, returns, baseline, normalize):
+    """E[update] = c·∇J_γ, c > 0, with J_γ the discounted return under the time limit (exact)."""
+    estimates, logits, env = chain_estimates
+    cosine, scale, residual, band = _direction_stats(
+        estimates[(gamma, weighting, returns, baseline, normalize)], _exact_chain_gradient(env, logits, gamma)
+    )
+    assert scale > 0 and cosine >= 0.99 and residual <= band, (cosine, scale, residual, band)
+
+
+def test_common_weighting_is_not_the_gradient_of_the_discounted_return(chain_estimates):
+    """Nota & Thomas: without γ^t, reward-to-go at γ < 1 is measurably off ∇J_γ (and "total" is not)."""
+    estimates, logits, env = chain_estimates
+    target = _exact_chain_gradient(env, logits, 0.9)
+    _, _, residual, band = _direction_stats(estimates[(0.9, "common", "reward_to_go", "none", False)], target)
+    assert residual > 2 * band
+    _, _, residual, band = _direction_stats(estimates[(0.9, "common", "total", "none", False)], target)
+    assert residual <= band
+
+
+LEARNERS = [  # today's window masks made total-none quit; the others cover every baseline and weighting
+    dict(returns="total", baseline="none", normalize=False),
+    dict(returns="reward_to_go", baseline="mean", normalize=False),
+    dict(returns="reward_to_go", baseline="rloo", normalize=True, discount_weighting="gradient", gamma=0.9),
+    dict(returns="reward_to_go", baseline="value", normalize=True),
+]
+
+
+@pytest.mark.parametrize("variant", LEARNERS, ids=lambda v: "-".join(str(x) for x in v.values()))
+def test_every_variant_learns_to_walk_the_longest_episode(variant):
+    """Trained on the chain, every variant's greedy first action is the optimal one (walk), over 3 seeds."""
+    config = reinforce.Config(**dict(CHAIN_SIZES, total_timesteps=8 * 6 * 150), lr=0.05, hidden=(16,), **variant)
+    state, _ = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(3))
+    logits = np.asarray(state.params["policy"]).reshape(3, -1, 2)
+    assert np.all(np.argmax(logits[:, 0], axis=-1) == envs.LongEpisodeChain.WALK), logits[:, 0]

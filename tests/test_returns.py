@@ -144,12 +144,12 @@ def test_jit_and_vmap_agree_with_eager():
     rewards = jax.random.normal(jax.random.PRNGKey(0), (6, 4, 3))
     dones = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (6, 4, 3))
     eager = R.reward_to_go(rewards, dones, 0.9)
-    np.testing.assert_allclose(jax.jit(R.reward_to_go)(rewards, dones, 0.9), eager, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(R.reward_to_go)(rewards, dones, 0.9), eager, rtol=1e-6, atol=1e-6)
     vmapped = jax.vmap(R.reward_to_go, in_axes=(2, 2, None), out_axes=2)(rewards, dones, 0.9)
-    np.testing.assert_allclose(vmapped, eager, rtol=1e-6)
+    np.testing.assert_allclose(vmapped, eager, rtol=1e-6, atol=1e-6)
     gammas = jnp.array([0.5, 0.9])  # a traced discount, swept with vmap
     swept = jax.vmap(R.reward_to_go, in_axes=(None, None, 0))(rewards, dones, gammas)
-    np.testing.assert_allclose(swept[1], eager, rtol=1e-6)
+    np.testing.assert_allclose(swept[1], eager, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,9 @@ def test_running_discounted_return_equals_a_naive_loop():
         running = np.where(dones[t], 0.0, running)
     np.testing.assert_allclose(g, expected, rtol=1e-5)
     np.testing.assert_allclose(carry, running, rtol=1e-5)
+
+
+def test_episode_time_counts_from_each_episode_start():
+    dones = jnp.array([[0, 0], [1, 0], [0, 1], [0, 0]], bool)
+    times = R.episode_time(dones, jnp.array([3, 0]))
+    np.testing.assert_array_equal(times, [[3, 0], [4, 1], [0, 2], [1, 0]])

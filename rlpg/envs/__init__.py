@@ -6,6 +6,8 @@
 | `ContinuousBandit(optimum, width)` | one action a ∈ R^D, r = −‖(a − a*)/w‖² | `expected_reward(mean, log_std)` |
 | `CliffWalking()` | 4 × 12 grid, one-hot obs, time limit 200 | `tabular_mdp()` (48 states) |
 | `AliasedGridworld()` | 5-cell corridor, wall-bit obs (cells 1, 3 aliased) | `tabular_mdp()` (6 states), `features()` φ [6, 4, 16] |
+| `LongEpisodeChain(length)` | quit at once, or walk a chain to the end (the optimum, the longest episode) | `tabular_mdp()` (length + 2 states) |
+| `DiscountTrap()` | two aliased states; with γ = 0.4 the common update drifts to the worse policy | `tabular_mdp()` (3 states) |
 | `RandomTabularMDP(mdp)` / `.from_key(key, S, A)` | any `TabularMDP`, one-hot obs, time limit | `tabular_mdp()` |
 | `LQR(A, B, Q, R, initial_mean, initial_cov, horizon)` | x' = Ax + Bu + w, r = −(xᵀQx + uᵀRu), H steps; differentiable transitions | `rlpg.exact.lqr_expected_return(env, params, K, log σ)` |
 
@@ -17,15 +19,17 @@ episode under the time limit H = `params.max_steps_in_episode` is
 `env.linear_softmax_policy()` with exact J `features_expected_return(mdp, θ, env.features())`).
 
 `make(env_id)` builds them by id (`REGISTRY`: MultiArmedBandit-v0 with arm means 1, 2, 4, 3,
-ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LQR-v0 a noisy
-double integrator), and so does
+ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LongEpisodeChain-v0, RandomMDP-v0:
+`RandomTabularMDP.from_key(PRNGKey(0), 5, 3)` with H = 5, LQR-v0 a noisy double integrator), and so does
 `rlpg.rollout.make_env`, so the training loops and `experiments.train --env` run on them.
 """
 
 from typing import Any, Callable
 
+import jax
+
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
-from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking
+from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking, DiscountTrap, LongEpisodeChain
 from rlpg.envs.lqr import LQR, LQRParams, LQRState
 from rlpg.envs.tabular import (
     FiniteEnv,
@@ -41,6 +45,9 @@ REGISTRY: dict[str, Callable[[], Any]] = {
     "ContinuousBandit-v0": lambda: ContinuousBandit(optimum=1.5, width=1.0),
     "CliffWalking-v0": CliffWalking,
     "AliasedGridworld-v0": AliasedGridworld,
+    "LongEpisodeChain-v0": LongEpisodeChain,
+    "DiscountTrap-v0": DiscountTrap,
+    "RandomMDP-v0": lambda: RandomTabularMDP.from_key(jax.random.PRNGKey(0), 5, 3, max_steps_in_episode=5),
     "LQR-v0": lambda: LQR(  # a noisy double integrator (dt = 0.1) steered to 0 over 50 steps
         A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.005], [0.1]], Q=[[1.0, 0.0], [0.0, 0.1]], R=[[0.01]],
         initial_mean=[0.0, 0.0], initial_cov=[[1.0, 0.0], [0.0, 0.25]], noise_cov=[[1e-4, 0.0], [0.0, 1e-3]],
@@ -68,6 +75,8 @@ __all__ = [
     "FiniteEnv",
     "FiniteEnvParams",
     "FiniteEnvState",
+    "DiscountTrap",
+    "LongEpisodeChain",
     "LQR",
     "LQRParams",
     "LQRState",

@@ -1,7 +1,8 @@
-"""Textbook grid worlds as finite gymnax environments: cliff walking and the aliased gridworld.
+"""Textbook grid worlds as finite gymnax environments: cliff walking, the aliased gridworld, and a
+chain whose best first action starts the longest episode.
 
-Both are `FiniteEnv`s: the dynamics are written once, as tables built here, and the same
-tables are stepped by gymnax and exported by `tabular_mdp()`. Actions, in both:
+All are `FiniteEnv`s: the dynamics are written once, as tables built here, and the same
+tables are stepped by gymnax and exported by `tabular_mdp()`. Actions in the grids:
 0 = up (north), 1 = right (east), 2 = down (south), 3 = left (west), as in Gymnasium's
 CliffWalking-v0.
 """
@@ -129,3 +130,86 @@ class AliasedGridworld(FiniteEnv):
     @property
     def name(self) -> str:
         return "AliasedGridworld"
+
+
+class LongEpisodeChain(FiniteEnv):
+    """A world whose best first action starts the longest episode: quit now or walk a chain.
+
+        start 0 --walk--> 1 --walk--> 2 ... --walk--> L --any--> end
+          |quit           |quit       |quit
+         end (r = quit_reward)   end (r = 0)
+
+    States 0..L are the chain (one-hot observations), state L + 1 the terminal end. Actions:
+    0 = quit, 1 = walk. At the start, quit ends the episode at once with `quit_reward`; walking
+    pays `step_reward` per step from cell 1 on and `end_reward` at cell L, whatever it does
+    there; quitting inside the chain pays 0. The optimum walks to the end (a return of
+    (L − 1)·step_reward + end_reward), the longest episode; quitting at the start is the
+    shortest. An estimator that favours short episodes favours quitting.
+    """
+
+    QUIT, WALK = 0, 1
+
+    def __init__(
+        self,
+        length: int = 4,
+        quit_reward: float = 0.5,
+        step_reward: float = 0.5,
+        end_reward: float = 1.0,
+        gamma: float = 0.9,
+        max_steps_in_episode: int = 10,
+    ):
+        if int(length) < 1:
+            raise ValueError(f"`length` must be >= 1; got {length}.")
+        L = int(length)
+        S, A, end = L + 2, 2, L + 1
+        P = np.zeros((S, A, S))
+        R = np.zeros((S, A))
+        P[0, self.QUIT, end], R[0, self.QUIT] = 1.0, quit_reward
+        P[0, self.WALK, 1] = 1.0
+        for s in range(1, L):
+            P[s, self.QUIT, end] = 1.0
+            P[s, self.WALK, s + 1], R[s, self.WALK] = 1.0, step_reward
+        P[L, :, end], R[L, :] = 1.0, end_reward
+        P[end, :, end] = 1.0
+        initial = np.zeros(S)
+        initial[0] = 1.0
+        terminal = np.zeros(S, bool)
+        terminal[end] = True
+        super().__init__(P, R, initial, terminal, np.eye(S), gamma=gamma, max_steps_in_episode=max_steps_in_episode)
+
+    @property
+    def name(self) -> str:
+        return "LongEpisodeChain"
+
+
+class DiscountTrap(FiniteEnv):
+    """Nota & Thomas's kind of counterexample: two states that look the same, so one policy
+    acts in both, and a discount that makes the first decision matter most.
+
+        s0 --left--> end, r = 1           s0 --right--> s1 (r = 0)
+        s1 --right--> end, r = 2          s1 --left--> end, r = 0
+
+    With p = π(right) in both, J_γ = (1 − p) + 2γp². For γ < 1/2 the best policy always goes
+    left (J_γ = 1); "right" (J_γ = 2γ) is a worse local optimum. The common update (G_t without
+    γ^t) counts s1's preference for "right" as much as s0's and, from the uniform policy, drifts
+    there when (1 + γ) > 1 (its field at p is −1 + 2(1 + γ)p, the gradient's −1 + 4γp).
+    """
+
+    LEFT, RIGHT = 0, 1
+
+    def __init__(self, gamma: float = 0.4, max_steps_in_episode: int = 4):
+        S, A, end = 3, 2, 2
+        P = np.zeros((S, A, S))
+        R = np.zeros((S, A))
+        P[0, self.LEFT, end], R[0, self.LEFT] = 1.0, 1.0
+        P[0, self.RIGHT, 1] = 1.0
+        P[1, self.RIGHT, end], R[1, self.RIGHT] = 1.0, 2.0
+        P[1, self.LEFT, end] = 1.0
+        P[end, :, end] = 1.0
+        observations = np.array([[1.0], [1.0], [0.0]])  # s0 and s1 look the same
+        super().__init__(P, R, [1.0, 0.0, 0.0], [False, False, True], observations, gamma=gamma,
+                         max_steps_in_episode=max_steps_in_episode)
+
+    @property
+    def name(self) -> str:
+        return "DiscountTrap"
