@@ -26,10 +26,10 @@ def test_compose_example_is_under_40_lines():
 
 def test_compose_example_runs_and_learns(capsys):
     code = compose_example()
-    full_size = "NUM_UPDATES, GAMMA = 8, 200, 100, 0.99"
+    full_size = "NUM_UPDATES, GAMMA = 8, 500, 100, 0.99"
     assert full_size in code
     namespace = {}
-    exec(compile(code.replace(full_size, "NUM_UPDATES, GAMMA = 8, 200, 30, 0.99"), "docs/compose.md", "exec"), namespace)
+    exec(compile(code.replace(full_size, "NUM_UPDATES, GAMMA = 8, 500, 30, 0.99"), "docs/compose.md", "exec"), namespace)
     episode_returns = np.asarray(namespace["episode_returns"])  # [30] mean return of each update's finished episodes
     assert episode_returns.shape == (30,) and np.all(np.isfinite(episode_returns))
     print(capsys.readouterr().out)
