@@ -68,6 +68,9 @@ class Args:
     """REINFORCE: subtracted from the returns, none, the batch mean, the other envs' mean (leave-one-out), or a learned V(s)"""
     discount_weighting: Literal["common", "gradient"] | None = None
     """REINFORCE: "common" weights by G_t (the usual update), "gradient" by γ^t G_t (the gradient of the discounted return)"""
+    time_limits: Literal["end", "bootstrap"] | None = None
+    """REINFORCE: a time limit "end"s the episode (finite-horizon objective, every baseline) or, with
+    --baseline value, "bootstrap"s from V of the state reached (the time limit is not part of the task)"""
     normalize: bool | None = None
     """standardize the weights (advantages) over each batch"""
     value_coef: float | None = None

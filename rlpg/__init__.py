@@ -1,25 +1,34 @@
-"""rlpg: policy-gradient reinforcement learning in JAX, as pure functions."""
+"""rlpg: policy-gradient reinforcement learning in JAX, as pure functions.
 
-import os
+Submodules load on first use (`rlpg.algos`, `from rlpg import returns`), so importing a pure
+module such as `rlpg.returns` or `rlpg.estimators` does not import gymnax, orbax, matplotlib,
+tyro or the experiment layer.
+"""
 
-# XLA's CPU runtime (jaxlib 0.10) can wait forever on vmapped scan programs like the training
-# loop here: all threads idle, the result never ready. Two scheduler settings cause it on small
-# machines: the concurrency-optimized scheduler (a vmapped REINFORCE update with a value
-# baseline hung on its 2nd-3rd execution, every time, until it was turned off) and
-# multi-threaded Eigen (intermittent hangs). Both are off here unless the user chose them in
-# XLA_FLAGS; they are read when the backend starts, so this runs before the first computation.
-_SAFE_CPU_FLAGS = {
-    "xla_cpu_enable_concurrency_optimized_scheduler": "false",
-    "xla_cpu_multi_thread_eigen": "false",
-}
-for _flag, _value in _SAFE_CPU_FLAGS.items():
-    if _flag not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+import importlib
 
-from rlpg import algos, compile_cache, distributions, envs, estimators, exact, policies, replay, returns, rollout, sharding, tracking  # noqa: E402
-from rlpg._checks import checked  # noqa: E402
-from rlpg.experiment import load_policy  # noqa: E402
+from rlpg._xla import set_safe_cpu_flags
+
+set_safe_cpu_flags()  # before JAX's backend starts: see rlpg/_xla.py
 
 __version__ = "0.1.0"
 
-__all__ = ["checked", "load_policy", "algos", "compile_cache", "distributions", "envs", "estimators", "exact", "policies", "replay", "returns", "rollout", "sharding", "tracking"]
+_SUBMODULES = (
+    "algos", "compile_cache", "distributions", "envs", "estimators", "exact", "experiment", "lab",
+    "normalization", "pathwise", "policies", "replay", "returns", "rollout", "sharding", "tracking",
+)
+_FUNCTIONS = {"checked": "rlpg._checks", "load_policy": "rlpg.experiment"}
+
+__all__ = ["checked", "load_policy", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rlpg.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
+    raise AttributeError(f"module 'rlpg' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -4,6 +4,8 @@ import importlib
 import inspect
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,12 @@ def test_api_md_lists_every_public_name(module_name):
     listed = re.findall(r"^- (.*?) — ", section, flags=re.M)
     stale = [name for entry in listed for name in re.findall(r"`([A-Za-z_]\w*)", entry) if not hasattr(module, name)]
     assert not stale, f"docs/api.md, section {module_name}, lists names {module_name} does not have: {stale}"
+
+
+@pytest.mark.parametrize("module", ["returns", "estimators", "distributions", "policies", "exact", "normalization"])
+def test_pure_modules_import_no_experiment_layer(module):
+    """`import rlpg.<pure module>` loads none of gymnax, orbax, matplotlib, tyro or rlpg's experiment layer."""
+    heavy = ("gymnax", "orbax", "matplotlib", "tyro", "rlpg.experiment", "rlpg.algos", "rlpg.rollout")
+    code = f"import sys, rlpg.{module}; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

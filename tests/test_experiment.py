@@ -98,6 +98,7 @@ def test_load_policy_rejects_bad_input(run_dir):
         (dict(reward_scale=0.0), ValueError, "`reward_scale` must be > 0"),
         (dict(gamma=-0.1), ValueError, r"`gamma` must lie in \[0.0, 1.0\]; got -0.1"),
         (dict(log_every=-1), ValueError, "`log_every` must be >= 0"),
+        (dict(time_limits="bootstrap", baseline="none"), ValueError, r"`time_limits`='bootstrap' .* needs baseline='value'; got baseline='none'"),
         (dict(seed=2**40), ValueError, r"`seed` must lie in \[0, 2\*\*31\) \(\+ 4 more seeds\); got 1099511627776"),
         (dict(seed=2**31 - 2), ValueError, r"`seed` must lie in \[0, 2\*\*31\)"),  # seeds + 0..4 overflow int32
         (dict(algo="ppo", returns="total"), ValueError, "`--returns` does not apply to --algo ppo"),

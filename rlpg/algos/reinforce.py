@@ -32,6 +32,13 @@ Which steps count (the window):
 | reward_to_go | value | γ^τ_t (G^V_t − V(s_t)), G^V bootstrapped at the cut | ∇J_γ + the critic's bias |
 | total | none, rloo, mean | R_γ(τ) (− the baseline); no γ^τ: R_γ is already discounted | ∇J_γ (mean: + O(1/num_envs)) |
 | total | value | R^V_γ(τ) − V(s_t), over the episode's steps in the window | ∇J_γ + the critic's bias |
+| either | value, time_limits="bootstrap" | γ^τ_t (G^V_t − V(s_t)), G^V also bootstrapped at time limits | ∇ of the infinite-horizon J_γ (the time limit is not part of the task) + the critic's bias |
+
+Time limits end an episode for every baseline (time_limits="end", the default): the objective
+is the finite-horizon J_γ. time_limits="bootstrap" (baseline="value" only) treats a time limit
+as a cut of an endless task, completed by V(s') like the window's cut: the usual choice for
+tasks such as Pendulum whose time limit is not part of the task, where a V without the time as
+input cannot fit returns that depend on the time left.
 
 G_t = Σ_{k≥t} γ^{k−t} r_k to the end of the episode. normalize=True standardizes
 γ^τ_t G_t (γ^τ_t (G_t − V(s_t)) with the value baseline) by the mean and standard deviation
@@ -66,8 +73,9 @@ from rlpg.algos.common import (
     Algorithm,
     RolloutSizes,
     check_hidden,
-    checks_hparams,
+    check_hparams,
     check_run_sizes,
+    checks_hparams,
     print_progress,
     train_fn,
     update_metrics,
@@ -75,6 +83,7 @@ from rlpg.algos.common import (
 
 RETURNS = ("reward_to_go", "total")
 BASELINES = ("none", "mean", "rloo", "value")
+TIME_LIMITS = ("end", "bootstrap")
 DISCOUNT_WEIGHTINGS = ("common", "gradient")
 NUMERIC_FIELDS = ("lr", "gamma", "value_coef", "ent_coef", "max_grad_norm", "reward_scale")
 
@@ -94,6 +103,7 @@ class Config(RolloutSizes):
     baseline: str = struct.field(pytree_node=False, default="value")
     normalize: bool = struct.field(pytree_node=False, default=True)
     discount_weighting: str = struct.field(pytree_node=False, default="common")  # "gradient": γ^t G_t, the gradient of J_γ
+    time_limits: str = struct.field(pytree_node=False, default="end")  # "bootstrap": a time limit continues with V (baseline="value")
     log_every: int = struct.field(pytree_node=False, default=0)
     lr: float = 3e-3
     gamma: float = 0.99
@@ -115,6 +125,13 @@ class Config(RolloutSizes):
         if self.discount_weighting not in DISCOUNT_WEIGHTINGS:
             raise ValueError(
                 f"`discount_weighting` must be one of {DISCOUNT_WEIGHTINGS}; got {self.discount_weighting!r}."
+            )
+        if self.time_limits not in TIME_LIMITS:
+            raise ValueError(f"`time_limits` must be one of {TIME_LIMITS}; got {self.time_limits!r}.")
+        if self.time_limits == "bootstrap" and self.baseline != "value":
+            raise ValueError(
+                f"`time_limits`='bootstrap' continues a truncated episode with the learned V, so it needs "
+                f"baseline='value'; got baseline={self.baseline!r}."
             )
         if (self.baseline == "rloo" or self.normalize) and self.num_envs < 2:
             raise ValueError(
@@ -192,9 +209,11 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
     """
     traj, mask = window.traj, window.mask
     reward = traj.reward * reward_scale
-    done = traj.done  # time limits end episodes, whatever the baseline
+    done = traj.done  # time limits end episodes, whatever the baseline (unless time_limits="bootstrap")
     bootstrap = next_values[-1] if config.baseline == "value" else None  # V at the window's cut
-    if config.returns == "reward_to_go":
+    if config.time_limits == "bootstrap":  # truncated steps continue with V(s'): GAE(γ, λ = 1) + V
+        _, g = returns.gae(reward, values, next_values, traj.terminated, traj.truncated, gamma, 1.0)
+    elif config.returns == "reward_to_go":
         g = returns.reward_to_go(reward, done, gamma, bootstrap)
     else:
         g = returns.total_return(reward, done, gamma, bootstrap)
@@ -263,7 +282,7 @@ def make_policy_gradient(config: Config) -> Callable:
     loss_fn = _loss_fn(config, policy, value_fn)
 
     def gradient(params, window: Window, hparams=None):
-        cfg = config.replace(**check_hparams(hparams, NUMERIC_FIELDS))
+        cfg = config.replace(**check_hparams(hparams, NUMERIC_FIELDS, config))
         grads, _ = jax.grad(loss_fn, has_aux=True)(params, window, cfg)
         return jax.tree.map(jnp.negative, grads["policy"])
 
