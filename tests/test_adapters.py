@@ -19,6 +19,7 @@ from gymnax.environments import environment, spaces
 import rlpg
 from experiments import train as train_cli
 from rlpg import envs, returns, rollout
+from rlpg.algos import ppo
 
 # ----------------------------------------------------------------------------- the older gymnax step
 
@@ -234,3 +235,37 @@ def test_brax_ppo_trains_and_reloads_with_load_policy(tmp_path, continuous_actio
     assert action.shape == (1,) and -1.0 < float(action[0]) < 1.0
     sampled = act(np.zeros(4, np.float32), jax.random.PRNGKey(0))
     assert sampled.shape == (1,) and -1.0 < float(sampled[0]) < 1.0
+
+
+# ----------------------------------------------------------------------------- continuous actions
+
+
+def test_tanh_policy_acts_inside_the_box_and_clip_stays_the_plain_gaussian():
+    env, params = rollout.make_env("Pendulum-v1")  # Box [-2, 2]
+    clip = rollout.make_policy(env, params, (8,), continuous_actions="clip")
+    tanh = rollout.make_policy(env, params, (8,), continuous_actions="tanh")
+    assert clip.distribution is rlpg.distributions.gaussian
+    theta = tanh.init(jax.random.PRNGKey(0))
+    dist = tanh.apply(theta, jnp.zeros((1000, 3)))
+    dist = (dist[0] + 3.0, dist[1])  # push the mean far out: samples still inside the box
+    a = tanh.distribution.sample(jax.random.PRNGKey(1), dist)
+    assert a.shape == (1000, 1) and float(jnp.abs(a).max()) < 2.0 and float(a.mean()) > 1.9
+    np.testing.assert_allclose(tanh.distribution.mode(dist), 2.0 * np.tanh(np.asarray(dist[0])), rtol=1e-6)
+    expected = rlpg.distributions.tanh_gaussian_log_prob(*dist, a, -2.0, 2.0)
+    np.testing.assert_allclose(tanh.distribution.log_prob(dist, a), expected, rtol=1e-6)
+
+    class Unbounded:
+        name = "Unbounded"
+
+        def observation_space(self, params):
+            return spaces.Box(0.0, 1.0, (3,))
+
+        def action_space(self, params):
+            return spaces.Box(-jnp.inf, jnp.inf, (1,))
+
+    with pytest.raises(ValueError, match="`continuous_actions='tanh'` needs a bounded action space; Unbounded's"):
+        rollout.make_policy(Unbounded(), None, continuous_actions="tanh")
+    with pytest.raises(ValueError, match="`continuous_actions` must be one of"):
+        rollout.make_policy(env, params, continuous_actions="squash")
+    with pytest.raises(ValueError, match="`continuous_actions` must be one of"):
+        ppo.Config(env_id="Pendulum-v1", continuous_actions="squash").validate()
