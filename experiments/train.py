@@ -47,7 +47,8 @@ class Args:
     algo: Literal["reinforce", "a2c", "ppo", "npg", "dqn", "apg"] = "reinforce"
     """training algorithm"""
     env: str = "CartPole-v1"
-    """gymnax environment id, or a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0)"""
+    """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0), brax/<name>,
+    craftax/<name>, or an id of rlpg.envs.register (module:id imports the module that registers it)"""
     num_seeds: int = 5
     """independent runs, in one program"""
     seed: int = 0
@@ -101,6 +102,8 @@ class Args:
     """PPO: standardize observations with one running mean/variance (kept in the policy's parameters)"""
     normalize_reward: bool | None = None
     """PPO: divide rewards by the running std of the discounted return"""
+    continuous_actions: Literal["clip", "tanh"] | None = None
+    """PPO, Box actions: clip Gaussian samples into the bounds, or squash them with tanh (a tanh-Gaussian policy)"""
     max_kl: float | None = None
     """NPG: trust region δ, the KL each natural-gradient step aims at"""
     cg_iters: int | None = None

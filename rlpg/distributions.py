@@ -11,6 +11,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rlpg._checks import as_array, check_finite, check_floating, check_index, check_integer, check_key, check_min_rank
 
@@ -159,6 +160,60 @@ def gaussian_kl(
     return jnp.sum(q_log_std - p_log_std + 0.5 * (ratio + jnp.square(z) - 1.0), axis=-1)
 
 
+# ----------------------------------------------------------------------------- tanh-squashed gaussian
+#
+# a = loc + scale · tanh(u), u ~ N(μ, diag σ²), loc = (high + low)/2, scale = (high − low)/2: a
+# Gaussian squashed into the box [low, high] (brax's and SAC's continuous policies). By change of
+# variables log π(a) = log N(u; μ, σ²) − Σ_d log(scale_d (1 − tanh²(u_d))), u = atanh((a − loc)/scale).
+
+_TANH_EPS = 1e-6  # float32 tanh rounds to ±1 beyond |u| ≈ 9: actions are kept 1e-6 inside the box
+_HERMITE_NODES, _HERMITE_WEIGHTS = (jnp.asarray(x, jnp.float32) for x in np.polynomial.hermite.hermgauss(16))
+
+
+def _log1m_tanh_sq(u: jax.Array) -> jax.Array:
+    """log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|."""
+    return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array, low=-1.0, high=1.0) -> jax.Array:
+    """log π(a) = log N(u; μ, σ²) − Σ_d [log scale_d + log(1 − tanh²(u_d))], u = atanh((a − loc)/scale).
+
+    Args:
+      mean, log_std: [..., D] and [..., D] or [D], of the Gaussian before squashing.
+      action: [..., D] in (low, high) (clipped 1e-6 · scale inside before atanh).
+      low, high: scalars or [D], the box (finite).
+    Returns:
+      [...] log-densities of a on the box.
+    """
+    check_floating("action", action)
+    loc, scale = (high + low) / 2.0, (high - low) / 2.0
+    u = jnp.arctanh(jnp.clip((action - loc) / scale, -1.0 + _TANH_EPS, 1.0 - _TANH_EPS))
+    log_det = jnp.sum(jnp.broadcast_to(jnp.log(scale), jnp.shape(u)) + _log1m_tanh_sq(u), axis=-1)
+    return gaussian_log_prob(mean, log_std, u) - log_det
+
+
+def tanh_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array, low=-1.0, high=1.0) -> jax.Array:
+    """a = loc + scale · tanh(μ + σ ε), ε ~ N(0, I). [..., D] in the box (no gradient)."""
+    u = gaussian_sample(key, mean, log_std)
+    return (high + low) / 2.0 + (high - low) / 2.0 * jnp.tanh(u)
+
+
+def tanh_gaussian_mode(mean: jax.Array, low=-1.0, high=1.0) -> jax.Array:
+    """loc + scale · tanh(μ): the squashed Gaussian's median (what greedy evaluation plays). [..., D]."""
+    return (high + low) / 2.0 + (high - low) / 2.0 * jnp.tanh(mean)
+
+
+def tanh_gaussian_entropy(mean: jax.Array, log_std: jax.Array, low=-1.0, high=1.0) -> jax.Array:
+    """H[a] = H[u] + Σ_d (log scale_d + E_u[log(1 − tanh²(u_d))]), the expectation by 16-point
+    Gauss–Hermite quadrature per dimension (deterministic, differentiable). [..., D] -> [...]."""
+    _check_gaussian(mean, log_std)
+    log_std = jnp.broadcast_to(log_std, jnp.shape(mean))
+    u = mean[..., None] + jnp.sqrt(2.0) * jnp.exp(log_std)[..., None] * _HERMITE_NODES  # [..., D, 16]
+    expected = jnp.sum(_HERMITE_WEIGHTS * _log1m_tanh_sq(u), axis=-1) / jnp.sqrt(jnp.pi)
+    log_scale = jnp.broadcast_to(jnp.log((high - low) / 2.0), jnp.shape(mean))
+    return gaussian_entropy(log_std) + jnp.sum(log_scale + expected, axis=-1)
+
+
 # ----------------------------------------------------------------------------- families
 
 
@@ -196,3 +251,19 @@ gaussian = Distribution(
     entropy=_gaussian_entropy_of,
     kl=lambda p, q: gaussian_kl(*p, *q),
 )
+
+
+def tanh_gaussian(low=-1.0, high=1.0) -> Distribution:
+    """The Gaussian squashed into the box [low, high] by loc + scale · tanh (see above); `dist` is
+    `(mean, log_std)` of the Gaussian before squashing, as for `gaussian`. Its KL is the Gaussians'
+    KL (KL is invariant under the bijection). low, high: finite scalars or [D] arrays."""
+    low, high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
+    if not bool(jnp.all(jnp.isfinite(low)) and jnp.all(jnp.isfinite(high)) and jnp.all(high > low)):
+        raise ValueError(f"`low` and `high` must be finite with high > low; got low={low}, high={high}.")
+    return Distribution(
+        log_prob=lambda dist, action: tanh_gaussian_log_prob(*dist, action, low, high),
+        sample=lambda key, dist: tanh_gaussian_sample(key, *dist, low, high),
+        mode=lambda dist: tanh_gaussian_mode(dist[0], low, high),
+        entropy=lambda dist: tanh_gaussian_entropy(*dist, low, high),
+        kl=lambda p, q: gaussian_kl(*p, *q),
+    )

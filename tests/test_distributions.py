@@ -136,3 +136,50 @@ def test_works_under_jit_and_vmap():
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+# ----------------------------------------------------------------------------- tanh-squashed gaussian
+
+
+def test_tanh_gaussian_density_integrates_to_one_and_matches_change_of_variables(x64):
+    """On the box [low, high] = [−2, 3]: ∫ π(a) da = 1 (trapezoid on a fine grid), and log π(a) is
+    log N(u) − log |da/du| with u = atanh((a − loc)/scale) computed naively."""
+    low, high = jnp.array([-2.0]), jnp.array([3.0])
+    dist = D.tanh_gaussian(low, high)
+    mean, log_std = jnp.array([0.7]), jnp.array([-0.3])
+    a = jnp.linspace(-2.0, 3.0, 200_001)[1:-1, None]
+    log_p = dist.log_prob((jnp.broadcast_to(mean, a.shape), log_std), a)
+    np.testing.assert_allclose(np.trapezoid(np.exp(log_p), a[:, 0]), 1.0, atol=1e-4)
+    u = np.arctanh((np.asarray(a[:, 0]) - 0.5) / 2.5)
+    sigma = np.exp(-0.3)
+    naive = -0.5 * ((u - 0.7) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - np.log(2.5 * (1 - np.tanh(u) ** 2))
+    np.testing.assert_allclose(log_p[::997], naive[::997], rtol=1e-6, atol=1e-6)
+
+
+def test_tanh_gaussian_samples_entropy_mode_and_kl(x64):
+    """Samples stay in the box and their log-probs average to −H (entropy by quadrature against
+    Monte Carlo); the mode is tanh(μ) scaled; KL equals the Gaussians' (Monte Carlo over samples)."""
+    dist = D.tanh_gaussian(-1.0, 1.0)
+    p = (jnp.array([0.3, -1.5]), jnp.array([0.2, -1.0]))
+    q = (jnp.array([0.0, -1.0]), jnp.array([0.0, -0.5]))
+    a = dist.sample(jax.random.PRNGKey(0), (jnp.broadcast_to(p[0], (100_000, 2)), p[1]))
+    assert a.shape == (100_000, 2) and bool(jnp.all(jnp.abs(a) < 1.0))
+    p = (jnp.broadcast_to(p[0], a.shape), p[1])
+    q = (jnp.broadcast_to(q[0], a.shape), q[1])
+    log_p = dist.log_prob(p, a)
+    se = float(log_p.std()) / np.sqrt(a.shape[0])
+    entropy = dist.entropy((p[0][:1], p[1]))[0]
+    assert abs(float(-log_p.mean()) - float(entropy)) < 4 * se
+    assert float(entropy) < float(D.gaussian_entropy(p[1]))  # squashing only removes entropy
+    mc_kl = float((log_p - dist.log_prob(q, a)).mean())
+    np.testing.assert_allclose(float(dist.kl(p, q)[0]), mc_kl, atol=4 * float((log_p - dist.log_prob(q, a)).std()) / np.sqrt(a.shape[0]))
+    np.testing.assert_allclose(dist.mode(p)[0], np.tanh([0.3, -1.5]), rtol=1e-12)
+
+
+def test_tanh_gaussian_log_prob_stays_finite_at_saturated_actions():
+    dist = D.tanh_gaussian(-1.0, 1.0)
+    a = jnp.array([[1.0], [-1.0], [0.999999]], jnp.float32)
+    value, grad = jax.value_and_grad(lambda m: dist.log_prob((m, jnp.zeros((3, 1))), a).sum())(jnp.zeros((3, 1)))
+    assert bool(jnp.all(jnp.isfinite(value))) and bool(jnp.all(jnp.isfinite(grad)))
+    with pytest.raises(ValueError, match="finite with high > low"):
+        D.tanh_gaussian(-jnp.inf, 1.0)

@@ -64,6 +64,8 @@ class Config(RolloutSizes):
     num_minibatches: int = struct.field(pytree_node=False, default=4)
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     activation: str = struct.field(pytree_node=False, default="tanh")
+    # Box action spaces: "clip" Gaussian samples into the box, or "tanh"-squash them (rollout.make_policy)
+    continuous_actions: str = struct.field(pytree_node=False, default="clip")
     normalize_advantages: bool = struct.field(pytree_node=False, default=True)
     clip_value: bool = struct.field(pytree_node=False, default=False)
     anneal_lr: bool = struct.field(pytree_node=False, default=False)
@@ -98,7 +100,8 @@ class Config(RolloutSizes):
         check_in_interval("value_coef", self.value_coef, 0.0, float("inf"))
         check_in_interval("ent_coef", self.ent_coef, 0.0, float("inf"))
         check_positive("max_grad_norm", self.max_grad_norm)
-        rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
+        env, env_params = rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
+        rollout.make_policy(env, env_params, continuous_actions=self.continuous_actions)  # and "tanh" on unbounded boxes
         return self
 
 
@@ -121,7 +124,7 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
     config.validate()
     env, env_params = rollout.make_env(config.env_id)
     obs_shape = env.observation_space(env_params).shape
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
+    policy = rollout.make_policy(env, env_params, config.hidden, config.activation, continuous_actions=config.continuous_actions)
     if config.normalize_obs:
         policy = normalization.normalize_observations(policy, obs_shape)
     value_fn = rollout.policies.mlp_value(obs_shape, config.hidden, config.activation)

@@ -22,6 +22,10 @@ episode under the time limit H = `params.max_steps_in_episode` is
 ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LongEpisodeChain-v0, RandomMDP-v0:
 `RandomTabularMDP.from_key(PRNGKey(0), 5, 3)` with H = 5, LQR-v0 a noisy double integrator), and so does
 `rlpg.rollout.make_env`, so the training loops and `experiments.train --env` run on them.
+
+Any other environment: `register(env_id, factory)`, and the adapters `BraxEnv` (ids
+`brax/<name>`) and `LegacyGymnaxEnv` (the older 5-value step; ids `craftax/<name>`); see
+`rlpg.envs.registration` and `rlpg.envs.adapters`.
 """
 
 from typing import Any, Callable
@@ -31,6 +35,8 @@ import jax
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
 from rlpg.envs.gridworlds import AliasedGridworld, CliffWalking, DiscountTrap, LongEpisodeChain
 from rlpg.envs.lqr import LQR, LQRParams, LQRState
+from rlpg.envs.adapters import BraxEnv, LegacyGymnaxEnv, make_brax, make_craftax
+from rlpg.envs.registration import is_registered, make_registered, register, registered_ids
 from rlpg.envs.tabular import (
     FiniteEnv,
     FiniteEnvParams,
@@ -67,6 +73,14 @@ def make(env_id: str) -> tuple[Any, Any]:
 __all__ = [
     "REGISTRY",
     "make",
+    "register",
+    "registered_ids",
+    "is_registered",
+    "make_registered",
+    "BraxEnv",
+    "LegacyGymnaxEnv",
+    "make_brax",
+    "make_craftax",
     "AliasedGridworld",
     "CliffWalking",
     "ContinuousBandit",
