@@ -82,7 +82,10 @@ def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...], config:
     for name, value in hparams.items():
         check_number(name, value)
     if config is not None and hparams:
-        config.replace(**hparams).validate()
+        # Under jit, validate's own constant work (building the env and policy) runs eagerly
+        # rather than being staged: a tabular env converts its tables with numpy.
+        with jax.ensure_compile_time_eval():
+            config.replace(**hparams).validate()
     return hparams
 
 
