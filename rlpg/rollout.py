@@ -187,26 +187,31 @@ def rollout(
 
     def body(batch: EnvBatch, keys):
         act_key, env_keys = keys
-        dist = policy.apply(params, batch.obs)
-        action = policy.distribution.sample(act_key, dist)
-        log_prob = policy.distribution.log_prob(dist, action)
-        new_batch, reward, terminated, truncated, next_obs, ep_ret, ep_len = _step_envs(
-            env_keys, env, env_params, batch, action
-        )
-        transition = Trajectory(
-            obs=batch.obs,
-            action=action,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            log_prob=log_prob,
-            next_obs=next_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-        )
-        return new_batch, transition
+        return _act(act_key, env_keys, policy, params, env, env_params, batch)
 
     return jax.lax.scan(body, batch, _step_keys(key, num_steps, batch.obs.shape[0]))
+
+
+def _act(act_key, env_keys, policy: Policy, params, env, env_params, batch: EnvBatch) -> tuple[EnvBatch, Trajectory]:
+    """One step of every environment with an action sampled from π_params -> (batch, transition [B, ...])."""
+    dist = policy.apply(params, batch.obs)
+    action = policy.distribution.sample(act_key, dist)
+    log_prob = policy.distribution.log_prob(dist, action)
+    new_batch, reward, terminated, truncated, next_obs, ep_ret, ep_len = _step_envs(
+        env_keys, env, env_params, batch, action
+    )
+    transition = Trajectory(
+        obs=batch.obs,
+        action=action,
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        log_prob=log_prob,
+        next_obs=next_obs,
+        episode_return=ep_ret,
+        episode_length=ep_len,
+    )
+    return new_batch, transition
 
 
 def finish_episodes(
@@ -252,29 +257,13 @@ def finish_episodes(
     def body(carry):
         i, batch, active, buffers, taken = carry
         act_key, env_key = jax.random.split(jax.random.fold_in(key, i))
-        dist = policy.apply(params, batch.obs)
-        action = policy.distribution.sample(act_key, dist)
-        log_prob = policy.distribution.log_prob(dist, action)
-        stepped, reward, terminated, truncated, next_obs, ep_ret, ep_len = _step_envs(
-            jax.random.split(env_key, num_envs), env, env_params, batch, action
-        )
+        stepped, transition = _act(act_key, jax.random.split(env_key, num_envs), policy, params, env, env_params, batch)
         keep = lambda new, old: jnp.where(active.reshape(active.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
-        transition = Trajectory(
-            obs=batch.obs,
-            action=action,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            log_prob=log_prob,
-            next_obs=next_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-        )
         transition = jax.tree.map(lambda x: keep(x, jnp.zeros_like(x)), transition)
         buffers = jax.tree.map(lambda buf, x: buf.at[i].set(x), buffers, transition)
         taken = taken.at[i].set(active.astype(jnp.float32))
         batch = jax.tree.map(keep, stepped, batch)
-        active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(terminated, truncated)))
+        active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(transition.terminated, transition.truncated)))
         return i + 1, batch, active, buffers, taken
 
     _, batch, _, buffers, taken = jax.lax.while_loop(cond, body, (0, batch, active, buffers, taken))
