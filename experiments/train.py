@@ -73,7 +73,8 @@ class Args:
     """REINFORCE: a time limit "end"s the episode (finite-horizon objective, every baseline) or, with
     --baseline value, "bootstrap"s from V of the state reached (the time limit is not part of the task)"""
     normalize: bool | None = None
-    """standardize the weights (advantages) over each batch"""
+    """REINFORCE: standardize each weight by the other environments' mean and spread (leave-one-out:
+    still a positive multiple of the same gradient)"""
     value_coef: float | None = None
     """weight of the value loss"""
     ent_coef: float | None = None
