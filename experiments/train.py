@@ -247,12 +247,13 @@ def run(args: Args) -> dict:
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
             "config": dataclasses.asdict(config), "args": dataclasses.asdict(args),
         })
-    fingerprint = experiment.config_fingerprint(experiment.load_config(out))
+    saved_config = experiment.load_config(out)
+    fingerprint = experiment.config_fingerprint(saved_config)
     # Checked before anything compiles: a damaged point falls back to the previous one (with a
     # warning), no intact point or a changed config.json stops here.
     found = experiment.intact_resume_point(out, fingerprint) if resuming else None
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
-    tracker = tracking.make_tracker(track, out, args.num_seeds, experiment.load_config(out))
+    tracker = tracking.make_tracker(track, out, args.num_seeds, saved_config)
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
     print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
@@ -281,7 +282,7 @@ def run(args: Args) -> dict:
     done = 0  # updates so far, the same for every seed
     if found is not None:
         point, manifest = found
-        state, metrics = experiment.restore_resume_point(point, state)
+        state, metrics = experiment.restore_resume_point(point, state, manifest)
         done = int(manifest["update"])
         print(f"resuming from {point}: update {done}/{algorithm.num_updates}, "
               f"{done * config.steps_per_update:,} env steps per seed done; "

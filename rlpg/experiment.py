@@ -370,10 +370,9 @@ def intact_resume_point(run_dir: Path, fingerprint: dict | None = None) -> tuple
 
 def check_same_config(point: Path, manifest: dict, fingerprint: dict) -> None:
     """Raise ValueError naming the fields of `fingerprint` that differ from the config `point` was written with."""
-    saved = manifest.get("config", {})
-    if _hash(saved) == _hash(fingerprint):
+    if manifest.get("config_sha256") == _hash(fingerprint):
         return
-    flat_saved, flat_now = _flatten(saved), _flatten(fingerprint)
+    flat_saved, flat_now = _flatten(manifest.get("config", {})), _flatten(fingerprint)
     changed = [
         f"{name} {flat_saved.get(name, '(absent)')!r} -> {flat_now.get(name, '(absent)')!r}"
         for name in sorted(set(flat_saved) | set(flat_now)) if flat_saved.get(name) != flat_now.get(name)
@@ -392,10 +391,12 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def restore_resume_point(point: Path, abstract_state: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """(state, metrics) saved by `save_resume_point`, after checking the point's manifest;
-    `abstract_state` gives the state's structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
-    check_manifest(point)
+def restore_resume_point(point: Path, abstract_state: Any, manifest: dict | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """(state, metrics) saved by `save_resume_point`, after checking the point's manifest (unless
+    `manifest` is given: the one `intact_resume_point` has just checked); `abstract_state` gives
+    the state's structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
+    if manifest is None:
+        check_manifest(point)
     state = _orbax_restore(Path(point) / "state", abstract_state)
     with np.load(Path(point) / "metrics.npz") as saved:
         metrics = {k: saved[k] for k in saved.files}
@@ -451,7 +452,8 @@ def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = Fa
         if found is None:
             raise FileNotFoundError(f"{run_dir} has no resume point (`from_resume_point`): it was run without --checkpoint-every.")
         keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-        state, _ = restore_resume_point(found[0], jax.eval_shape(jax.vmap(algorithm.init), keys))
+        point, manifest = found
+        state, _ = restore_resume_point(point, jax.eval_shape(jax.vmap(algorithm.init), keys), manifest)
         all_params = state.params
     else:
         checkpoint = Path(run_dir) / CHECKPOINT_DIR
