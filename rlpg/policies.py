@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import distributions
-from rlpg._checks import as_array, check_floating, check_hidden, check_index, check_integer, check_min_rank, check_rank, check_shape, check_size
+from rlpg._checks import as_array, check_choice, check_floating, check_hidden, check_index, check_integer, check_min_rank, check_rank, check_shape, check_size
 
 
 class Policy(NamedTuple):
@@ -167,8 +167,7 @@ class MLP(nn.Module):
 
 
 def _check_activation(activation: str) -> None:
-    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}; got {activation!r}.")
+    check_choice("activation", activation, sorted(_ACTIVATIONS))
 
 
 def _check_mlp(obs_shape, hidden, activation: str, **sizes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from rlpg import rollout
-from rlpg._checks import check_bool, check_hidden, check_key, check_number, check_size  # noqa: F401 (check_hidden: re-exported)
+from rlpg._checks import _CHECKIFY, check_bool, check_hidden, check_key, check_number, check_size  # noqa: F401 (check_hidden: re-exported)
 from rlpg.policies import Policy, _check_activation
 
 
@@ -81,7 +81,8 @@ def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...], config:
         raise ValueError(f"`hparams` may override only {numeric_fields}; got {sorted(unknown)}.")
     for name, value in hparams.items():
         check_number(name, value)
-    if config is not None and hparams:
+    traced = all(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(hparams))
+    if config is not None and hparams and (_CHECKIFY.get() or not traced):  # traced values: only `checked` checks them
         # Under jit, validate's own constant work (building the env and policy) runs eagerly
         # rather than being staged: a tabular env converts its tables with numpy.
         with jax.ensure_compile_time_eval():
