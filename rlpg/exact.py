@@ -473,10 +473,8 @@ def _lqr_noise_costs(env_params, ps: jax.Array, log_std: jax.Array) -> jax.Array
 def _lqr_offsets(env_params, ps: jax.Array, log_std: jax.Array) -> jax.Array:
     """c_t [H + 1] of the cost-to-go: c_H = 0, c_t = tr(RΣ) + γ (tr(P_{t+1}(BΣBᵀ + W)) + c_{t+1}),
     Σ = diag σ²: the expected cost the action and transition noise add."""
-    sigma = jnp.diag(jnp.exp(2.0 * log_std))
-    B, gamma = env_params.B, env_params.gamma
-    step_noise = B @ sigma @ B.T + env_params.noise_cov
-    noise_costs = jnp.trace(env_params.R @ sigma) + gamma * jnp.einsum("tij,ji->t", ps[1:], step_noise)
+    gamma = env_params.gamma
+    noise_costs = _lqr_noise_costs(env_params, ps, log_std)
 
     def step(c_next, noise_cost):
         c = noise_cost + gamma * c_next

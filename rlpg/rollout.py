@@ -235,18 +235,7 @@ def finish_episodes(
     """
     num_envs = batch.obs.shape[0]
     active = batch.episode_length > 0
-    dist = policy.apply(params, batch.obs)
-    template = Trajectory(
-        obs=batch.obs,
-        action=policy.distribution.sample(key, dist),
-        reward=jnp.zeros((num_envs,), jnp.float32),
-        terminated=jnp.zeros((num_envs,), bool),
-        truncated=jnp.zeros((num_envs,), bool),
-        log_prob=jnp.zeros((num_envs,), jnp.float32),
-        next_obs=batch.obs,
-        episode_return=jnp.zeros((num_envs,), jnp.float32),
-        episode_length=jnp.zeros((num_envs,), jnp.int32),
-    )
+    _, template = jax.eval_shape(lambda: _act(key, jax.random.split(key, num_envs), policy, params, env, env_params, batch))
     buffers = jax.tree.map(lambda x: jnp.zeros((max_steps,) + x.shape, x.dtype), template)
     taken = jnp.zeros((max_steps, num_envs), jnp.float32)
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlpg import distributions, pathwise, returns, rollout
+from rlpg import distributions, estimators, pathwise, returns, rollout
 from rlpg._checks import check_in_interval, check_positive
 from rlpg.algos.common import (
     Algorithm,
@@ -159,7 +159,7 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         return -objective.mean() / config.num_steps, (obs, env_state, steps)
 
     def value_loss(value_params, obs, targets):
-        return 0.5 * jnp.mean(jnp.square(value_fn.apply(value_params, obs) - targets))
+        return estimators.value_loss(value_fn.apply(value_params, obs), targets)
 
     def update(state: TrainState) -> tuple[TrainState, dict]:
         cfg = config.replace(**state.hparams)
