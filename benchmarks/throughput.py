@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rlpg
-from rlpg import algos, compile_cache, rollout
+from rlpg import algos, compile_cache, envs, policies, rollout
 from rlpg.algos import reinforce
 
 ENV_ID = "CartPole-v1"
@@ -53,7 +53,7 @@ def timed(fn, *args):
 
 def env_only(num_envs: int, num_steps: int) -> dict:
     """Raw env steps/s with a trivial deterministic policy: the ceiling for any training loop."""
-    env, params = rollout.make_env(ENV_ID)
+    env, params = envs.make(ENV_ID)
 
     def run(key):
         batch = rollout.reset(key, env, params, num_envs)
@@ -71,8 +71,8 @@ def env_only(num_envs: int, num_steps: int) -> dict:
 
 def rollout_only(num_envs: int, num_steps: int) -> dict:
     """rlpg.rollout with a 64-64 MLP categorical policy, sampling and log-probs, no update."""
-    env, params = rollout.make_env(ENV_ID)
-    policy = rollout.make_policy(env, params, (64, 64))
+    env, params = envs.make(ENV_ID)
+    policy = policies.make_policy(env, params, (64, 64))
     theta = policy.init(jax.random.PRNGKey(0))
 
     def run(key):
@@ -112,7 +112,7 @@ def reinforce_flops_per_step(obs_dim: int, num_actions: int, hidden=(64, 64)) ->
 def dense_roofline(batch: int = 16_384, obs_dim: int = 4, hidden=(64, 64), repeats: int = 20) -> dict:
     """FLOP/s this machine reaches on the training's own arithmetic: forward + backward of the
     64-64 MLP on a large batch (no env, no control flow), `repeats` times in one program."""
-    policy = rollout.policies.mlp_categorical((obs_dim,), 2, hidden)
+    policy = policies.mlp_categorical((obs_dim,), 2, hidden)
     params = policy.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (batch, obs_dim))
 

@@ -178,12 +178,12 @@ def path_variants(gamma: float) -> dict:
 
 
 def run_training_path(args: Args, key) -> dict:
-    from rlpg import rollout
+    from rlpg import envs
     from rlpg.algos import reinforce
 
     results = {}
     for i, env_id in enumerate(args.path_worlds):
-        env, _ = rollout.make_env(env_id)
+        env, _ = envs.make(env_id)
         theta = jax.random.normal(jax.random.fold_in(key, 200 + i), (env.num_features * env.num_actions,)) * 0.5
         base = reinforce.Config(env_id=env_id, policy="linear", num_envs=8, num_steps=8, total_timesteps=64, hidden=(16,))
         world = {"theta": np.asarray(theta).tolist(), "by_gamma": {}}

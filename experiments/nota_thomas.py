@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import tyro
 
-from rlpg import exact, experiment, rollout
+from rlpg import envs, exact, experiment
 from rlpg.algos import reinforce
 
 
@@ -44,7 +44,7 @@ def final_returns(args: Args, weighting: str) -> list[float]:
     )
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.num_seeds))
     state, _ = jax.jit(jax.vmap(reinforce.make_train(config)))(keys)
-    env, env_params = rollout.make_env(config.env_id)
+    env, env_params = envs.make(config.env_id)
     obs, H = env_params.observations, int(env_params.max_steps_in_episode)
     theta = np.asarray(state.params["policy"]).reshape(args.num_seeds, obs.shape[1], env.num_actions)
     return [float(exact.finite_horizon_expected_return(env.tabular_mdp(), obs @ t, H, args.gamma)) for t in theta]

@@ -9,7 +9,8 @@ holds the matching `log_prob`, `sample`, `mode`, `entropy` and `kl`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+import typing
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -64,6 +65,22 @@ def linear_softmax_score(theta: jax.Array, phi_sa: jax.Array, action: jax.Array)
     check_index("action", action, jnp.shape(phi_sa)[-2])
     phi_a = jnp.take_along_axis(phi_sa, action[..., None, None].astype(jnp.int32), axis=-2)[..., 0, :]
     return phi_a - jnp.einsum("...a,...af->...f", probs, phi_sa)
+
+
+def observation_action_features(num_actions: int):
+    """The features of a linear softmax over observations: o [..., F] -> φ [..., A, F·A].
+
+    φ(o, a)[f·A + a'] = o_f · 1[a = a'], so φ(o, a)ᵀθ = Σ_f o_f W[f, a] with W = θ.reshape(F, A).
+    """
+
+    def features(obs: jax.Array) -> jax.Array:
+        check_min_rank("obs", obs, 1, "[..., F]")
+        num_features = jnp.shape(obs)[-1]
+        eye = jnp.eye(num_actions, dtype=jnp.result_type(obs, jnp.float32))
+        phi = obs[..., None, :, None] * eye[:, None, :]  # [..., A, F, A]
+        return jnp.reshape(phi, jnp.shape(obs)[:-1] + (num_actions, num_features * num_actions))
+
+    return features
 
 
 def linear_softmax(features: Callable[[jax.Array], jax.Array], num_features: int) -> Policy:
@@ -148,6 +165,7 @@ def linear_gaussian(
 # ----------------------------------------------------------------------------- MLPs
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
+Activation = Literal["tanh", "relu", "gelu"]  # the keys of _ACTIVATIONS
 
 
 class MLP(nn.Module):
@@ -167,7 +185,7 @@ class MLP(nn.Module):
 
 
 def _check_activation(activation: str) -> None:
-    check_choice("activation", activation, sorted(_ACTIVATIONS))
+    check_choice("activation", activation, typing.get_args(Activation))
 
 
 def _check_mlp(obs_shape, hidden, activation: str, **sizes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -251,3 +269,69 @@ def mlp_value(obs_shape: Sequence[int], hidden: Sequence[int] = (64, 64), activa
         init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
         apply=lambda params, obs: net.apply(params, _flatten_obs(obs, obs_shape))[..., 0],
     )
+
+
+# ----------------------------------------------------------------------------- for an environment
+
+PolicyKind = Literal["mlp", "linear"]
+ContinuousActions = Literal["clip", "tanh"]
+POLICY_KINDS = typing.get_args(PolicyKind)
+CONTINUOUS_ACTIONS = typing.get_args(ContinuousActions)
+
+
+def make_policy(
+    env, env_params, hidden=(64, 64), activation: str = "tanh", kind: str = "mlp", continuous_actions: str = "clip"
+) -> Policy:
+    """The policy that fits the env's action space: categorical for Discrete, Gaussian for Box.
+
+    kind="mlp": an MLP over the (flattened) observation. kind="linear": linear in the
+    observation o [F] — softmax over φ(o, a) = o ⊗ onehot(a) (`observation_action_features`,
+    θ [F·A]) or a Gaussian with mean oᵀθ (θ [F, D]) and a learned log-std; zero at init.
+
+    continuous_actions (Box spaces): "clip" — a Gaussian whose samples the rollout clips into the
+    box for the env, while log-probs and the stored action stay those of the unclipped sample
+    (the estimator is unbiased for the clipped env; actions beyond a bound all act as the bound).
+    "tanh" — the Gaussian squashed into the box, a = loc + scale · tanh(u)
+    (`distributions.tanh_gaussian`, log-probs with the change-of-variables correction, greedy
+    action loc + scale · tanh(μ)); needs finite bounds, e.g. brax's [−1, 1].
+    """
+    from gymnax.environments import spaces  # here, so that importing rlpg.policies does not import gymnax
+
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"`kind` must be one of {POLICY_KINDS}; got {kind!r}.")
+    if continuous_actions not in CONTINUOUS_ACTIONS:
+        raise ValueError(f"`continuous_actions` must be one of {CONTINUOUS_ACTIONS}; got {continuous_actions!r}.")
+    obs_shape = env.observation_space(env_params).shape
+    space = env.action_space(env_params)
+    if not isinstance(space, (spaces.Discrete, spaces.Box)):
+        raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
+    discrete = isinstance(space, spaces.Discrete)
+    action_size = space.n if discrete else math.prod(space.shape)
+    if kind == "mlp":
+        make = mlp_categorical if discrete else mlp_gaussian
+        policy = make(obs_shape, action_size, hidden, activation)
+    elif len(obs_shape) != 1:
+        raise ValueError(f"`policy` 'linear': a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}.")
+    elif discrete:
+        policy = linear_softmax(observation_action_features(action_size), obs_shape[0] * action_size)
+    else:
+        policy = linear_gaussian(lambda obs: obs, obs_shape[0], action_size)
+    if discrete or continuous_actions == "clip":
+        return policy
+    low, high = (jnp.broadcast_to(jnp.asarray(b, jnp.float32), space.shape).reshape(-1) for b in (space.low, space.high))
+    if not bool(jnp.all(jnp.isfinite(low)) & jnp.all(jnp.isfinite(high))):
+        raise ValueError(f"`continuous_actions='tanh'` needs a bounded action space; {env.name}'s is [{space.low}, {space.high}].")
+    return policy._replace(distribution=distributions.tanh_gaussian(low, high))
+
+
+def epsilon_greedy(q_network: Policy) -> Policy:
+    """The ε-greedy policy of a Q-network, as a categorical policy over params {"q": θ, "epsilon": ε}:
+    π(a|s) = ε / A + (1 − ε) [a = argmax_a' Q_θ(s, a')]; apply returns its log-probabilities [..., A]."""
+
+    def apply(params, obs):
+        q = q_network.apply(params["q"], obs)
+        greedy = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
+        epsilon = params["epsilon"]
+        return jnp.log(epsilon / q.shape[-1] + (1.0 - epsilon) * greedy)
+
+    return Policy(init=q_network.init, apply=apply, distribution=distributions.categorical)

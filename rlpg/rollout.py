@@ -8,17 +8,13 @@ can bootstrap from the state it really reached.
 
 from __future__ import annotations
 
-import difflib
-import math
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from rlpg import distributions, envs, policies
 from rlpg._checks import check_key, check_size
 from rlpg.policies import Policy
 
@@ -59,73 +55,6 @@ class EnvBatch:
     obs: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
-
-
-POLICY_KINDS = ("mlp", "linear")
-CONTINUOUS_ACTIONS = ("clip", "tanh")
-
-
-def make_env(env_id: str, **env_kwargs) -> tuple[Any, Any]:
-    """(env, env_params) for a gymnax id, a textbook world of `rlpg.envs.REGISTRY`, or an id of
-    `rlpg.envs.register` (`brax/<name>`, `craftax/<name>`, `module:id`; see
-    `rlpg.envs.registration`); an unknown id names the close ones."""
-    if not isinstance(env_id, str):
-        raise TypeError(f"`env` must be an environment id (str); got {env_id!r}.")
-    if envs.is_registered(env_id):
-        if env_kwargs:
-            raise ValueError(f"`env_kwargs` {sorted(env_kwargs)} apply to gymnax ids only; {env_id!r} is registered.")
-        return envs.make_registered(env_id)
-    if env_id in envs.REGISTRY and not env_kwargs:
-        return envs.make(env_id)
-    if env_id not in gymnax.registered_envs:
-        known = list(gymnax.registered_envs) + list(envs.REGISTRY) + envs.registered_ids()
-        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"`env` {env_id!r} is not a gymnax id, a world of rlpg.envs.REGISTRY or an id of rlpg.envs.register.{hint}")
-    return gymnax.make(env_id, **env_kwargs)
-
-
-def make_policy(
-    env, env_params, hidden=(64, 64), activation: str = "tanh", kind: str = "mlp", continuous_actions: str = "clip"
-) -> Policy:
-    """The policy that fits the env's action space: categorical for Discrete, Gaussian for Box.
-
-    kind="mlp": an MLP over the (flattened) observation. kind="linear": linear in the
-    observation o [F] — softmax over φ(o, a) = o ⊗ onehot(a) (`observation_action_features`,
-    θ [F·A]) or a Gaussian with mean oᵀθ (θ [F, D]) and a learned log-std; zero at init.
-
-    continuous_actions (Box spaces): "clip" — a Gaussian whose samples the rollout clips into the
-    box for the env, while log-probs and the stored action stay those of the unclipped sample
-    (the estimator is unbiased for the clipped env; actions beyond a bound all act as the bound).
-    "tanh" — the Gaussian squashed into the box, a = loc + scale · tanh(u)
-    (`distributions.tanh_gaussian`, log-probs with the change-of-variables correction, greedy
-    action loc + scale · tanh(μ)); needs finite bounds, e.g. brax's [−1, 1].
-    """
-    if kind not in POLICY_KINDS:
-        raise ValueError(f"`kind` must be one of {POLICY_KINDS}; got {kind!r}.")
-    if continuous_actions not in CONTINUOUS_ACTIONS:
-        raise ValueError(f"`continuous_actions` must be one of {CONTINUOUS_ACTIONS}; got {continuous_actions!r}.")
-    obs_shape = env.observation_space(env_params).shape
-    space = env.action_space(env_params)
-    if not isinstance(space, (spaces.Discrete, spaces.Box)):
-        raise ValueError(f"unsupported action space {type(space).__name__} of {env.name}.")
-    discrete = isinstance(space, spaces.Discrete)
-    action_size = space.n if discrete else math.prod(space.shape)
-    if kind == "mlp":
-        make = policies.mlp_categorical if discrete else policies.mlp_gaussian
-        policy = make(obs_shape, action_size, hidden, activation)
-    elif len(obs_shape) != 1:
-        raise ValueError(f"`policy` 'linear': a linear policy needs flat observations [F]; {env.name} has shape {tuple(obs_shape)}.")
-    elif discrete:
-        policy = policies.linear_softmax(envs.observation_action_features(action_size), obs_shape[0] * action_size)
-    else:
-        policy = policies.linear_gaussian(lambda obs: obs, obs_shape[0], action_size)
-    if discrete or continuous_actions == "clip":
-        return policy
-    low, high = (jnp.broadcast_to(jnp.asarray(b, jnp.float32), space.shape).reshape(-1) for b in (space.low, space.high))
-    if not bool(jnp.all(jnp.isfinite(low)) & jnp.all(jnp.isfinite(high))):
-        raise ValueError(f"`continuous_actions='tanh'` needs a bounded action space; {env.name}'s is [{space.low}, {space.high}].")
-    return policy._replace(distribution=distributions.tanh_gaussian(low, high))
 
 
 def _env_action(env, env_params, action: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ from gymnax.environments import environment, spaces
 
 import rlpg
 from experiments import train as train_cli
-from rlpg import envs, returns, rollout
+from rlpg import envs, policies, returns, rollout
 from rlpg.algos import ppo
 
 # ----------------------------------------------------------------------------- the older gymnax step
@@ -150,7 +150,7 @@ def brax_pendulum():
     pytest.importorskip("brax")
     from brax.envs.wrappers import training
 
-    env, params = rollout.make_env("brax/inverted_pendulum")
+    env, params = envs.make("brax/inverted_pendulum")
     assert params.max_steps_in_episode == 1000
     params = params.replace(max_steps_in_episode=4)
     reset = jax.jit(lambda key, params: rollout.reset(key, env, params, 2))
@@ -241,9 +241,9 @@ def test_brax_ppo_trains_and_reloads_with_load_policy(tmp_path, continuous_actio
 
 
 def test_tanh_policy_acts_inside_the_box_and_clip_stays_the_plain_gaussian():
-    env, params = rollout.make_env("Pendulum-v1")  # Box [-2, 2]
-    clip = rollout.make_policy(env, params, (8,), continuous_actions="clip")
-    tanh = rollout.make_policy(env, params, (8,), continuous_actions="tanh")
+    env, params = envs.make("Pendulum-v1")  # Box [-2, 2]
+    clip = policies.make_policy(env, params, (8,), continuous_actions="clip")
+    tanh = policies.make_policy(env, params, (8,), continuous_actions="tanh")
     assert clip.distribution is rlpg.distributions.gaussian
     theta = tanh.init(jax.random.PRNGKey(0))
     dist = tanh.apply(theta, jnp.zeros((1000, 3)))
@@ -264,8 +264,8 @@ def test_tanh_policy_acts_inside_the_box_and_clip_stays_the_plain_gaussian():
             return spaces.Box(-jnp.inf, jnp.inf, (1,))
 
     with pytest.raises(ValueError, match="`continuous_actions='tanh'` needs a bounded action space; Unbounded's"):
-        rollout.make_policy(Unbounded(), None, continuous_actions="tanh")
+        policies.make_policy(Unbounded(), None, continuous_actions="tanh")
     with pytest.raises(ValueError, match="`continuous_actions` must be one of"):
-        rollout.make_policy(env, params, continuous_actions="squash")
+        policies.make_policy(env, params, continuous_actions="squash")
     with pytest.raises(ValueError, match="`continuous_actions` must be one of"):
         ppo.Config(env_id="Pendulum-v1", continuous_actions="squash").validate()

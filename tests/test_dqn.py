@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, rollout
+from rlpg import algos, envs, policies, rollout, value_learning
 from rlpg.algos import dqn
 
 
@@ -23,7 +23,7 @@ def test_td_target_cuts_the_bootstrap_only_on_termination():
     reward = jnp.array([1.0, 1.0, 0.5])
     terminated = jnp.array([False, True, False])
     next_q = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, -1.0]])
-    y = dqn.td_target(reward, terminated, next_q, 0.9)
+    y = value_learning.td_target(reward, terminated, next_q, 0.9)
     np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 1.0, 0.5 + 0.9 * 5.0], rtol=1e-6, atol=1e-6)
 
 
@@ -33,7 +33,7 @@ def test_double_dqn_target_matches_a_naive_loop():
     terminated = jax.random.bernoulli(k2, 0.3, (32,))
     next_q_target = jax.random.normal(k3, (32, 5))
     next_q_online = jax.random.normal(k4, (32, 5))
-    y = np.asarray(dqn.td_target(reward, terminated, next_q_target, 0.97, next_q_online))
+    y = np.asarray(value_learning.td_target(reward, terminated, next_q_target, 0.97, next_q_online))
     reward, terminated, next_q_target, next_q_online = map(np.asarray, (reward, terminated, next_q_target, next_q_online))
     expected = []
     for i in range(32):
@@ -41,28 +41,28 @@ def test_double_dqn_target_matches_a_naive_loop():
         bootstrap = 0.0 if terminated[i] else float(next_q_target[i, best])  # ... the target evaluates
         expected.append(float(reward[i]) + 0.97 * bootstrap)
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
-    plain = np.asarray(dqn.td_target(reward, terminated, next_q_target, 0.97))
+    plain = np.asarray(value_learning.td_target(reward, terminated, next_q_target, 0.97))
     assert np.all(plain >= y - 1e-6) and np.any(plain > y + 1e-3)  # max over Q⁻ ≥ Q⁻ at any action
 
 
 def test_td_target_checks_shapes():
     with pytest.raises(ValueError, match="`next_q_target` must have shape"):
-        dqn.td_target(jnp.zeros(3), jnp.zeros(3, bool), jnp.zeros((4, 2)), 0.9)
+        value_learning.td_target(jnp.zeros(3), jnp.zeros(3, bool), jnp.zeros((4, 2)), 0.9)
     with pytest.raises(ValueError, match="`next_q_online` must have shape"):
-        dqn.td_target(jnp.zeros(3), jnp.zeros(3, bool), jnp.zeros((3, 2)), 0.9, jnp.zeros((3, 5)))
+        value_learning.td_target(jnp.zeros(3), jnp.zeros(3, bool), jnp.zeros((3, 2)), 0.9, jnp.zeros((3, 5)))
 
 
 def test_td_losses():
     q, y = jnp.array([0.0, 0.5, 3.0]), jnp.zeros(3)
-    np.testing.assert_allclose(dqn.td_loss(q, y, "mse"), np.mean([0.0, 0.125, 4.5]), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dqn.td_loss(q, y, "huber"), np.mean([0.0, 0.125, 2.5]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(value_learning.td_loss(q, y, "mse"), np.mean([0.0, 0.125, 4.5]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(value_learning.td_loss(q, y, "huber"), np.mean([0.0, 0.125, 2.5]), rtol=1e-6, atol=1e-6)
 
 
 def test_epsilon_greedy_probabilities_and_schedule():
-    q_network = rollout.policies.mlp_categorical((4,), 3, (8,), "relu")
+    q_network = policies.mlp_categorical((4,), 3, (8,), "relu")
     params = q_network.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (10, 4))
-    probs = jnp.exp(dqn.epsilon_greedy(q_network).apply({"q": params, "epsilon": 0.3}, obs))
+    probs = jnp.exp(policies.epsilon_greedy(q_network).apply({"q": params, "epsilon": 0.3}, obs))
     greedy = jnp.argmax(q_network.apply(params, obs), -1)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(jnp.take_along_axis(probs, greedy[:, None], -1)[:, 0], 0.7 + 0.1, rtol=1e-6, atol=1e-6)
@@ -74,19 +74,19 @@ def test_truncated_steps_are_stored_with_the_final_observation_and_bootstrap():
     """A 5-step time limit on CartPole (the pole cannot fall that fast): every episode end is a
     truncation; the buffer keeps the state reached (not the reset one), terminated = False, so
     the TD target bootstraps from it."""
-    env, env_params = rollout.make_env("CartPole-v1")
+    env, env_params = envs.make("CartPole-v1")
     env_params = env_params.replace(max_steps_in_episode=5)
     config = dqn.Config(num_envs=2, train_freq=16, total_timesteps=64, learning_starts=40, buffer_size=64, hidden=(8,))
     algorithm = dqn.make_algorithm(config, env=env, env_params=env_params)
     state, metrics = jax.jit(algorithm.update)(algorithm.init(jax.random.PRNGKey(0)))
-    assert int(metrics["episodes"]) == 6 and int(state.buffer.size) == 32  # 2 envs × 16 steps, 3 ends each
-    data = jax.tree.map(lambda x: np.asarray(x[:32]).reshape((16, 2) + x.shape[1:]), state.buffer.data)
+    assert int(metrics["episodes"]) == 6 and int(state.extra["buffer"].size) == 32  # 2 envs × 16 steps, 3 ends each
+    data = jax.tree.map(lambda x: np.asarray(x[:32]).reshape((16, 2) + x.shape[1:]), state.extra["buffer"].data)
     # Where the episode goes on, s' is the next step's s (to float rounding: XLA may compute the
     # final observation and the carried one in different fusions); at a reset it is not.
     ends = np.abs(data["next_obs"][:-1] - data["obs"][1:]).max(-1) > 1e-5  # [T − 1, B]
     assert ends.sum() == 6 and not data["terminated"].any()
     q = algorithm.policy.apply(state.params["policy"], data["next_obs"].reshape(-1, 4))
-    y = dqn.td_target(data["reward"].reshape(-1), data["terminated"].reshape(-1), q, 0.99)
+    y = value_learning.td_target(data["reward"].reshape(-1), data["terminated"].reshape(-1), q, 0.99)
     np.testing.assert_allclose(y, 1.0 + 0.99 * np.asarray(q).max(-1), rtol=1e-6, atol=1e-6)
 
 
@@ -142,7 +142,7 @@ def test_seed_alone_equals_seed_in_a_batch_bit_for_bit(small):
     for name in batch_metrics:
         np.testing.assert_array_equal(batch_metrics[name][1], alone_metrics[name], err_msg=name)
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[1], a), batch_state.params, alone_state.params)
-    jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[1], a), batch_state.target_params, alone_state.target_params)
+    jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[1], a), batch_state.extra["target_params"], alone_state.extra["target_params"])
     assert not np.array_equal(batch_metrics["loss"][0], batch_metrics["loss"][1])
 
 

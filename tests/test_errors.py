@@ -45,8 +45,8 @@ def identity(v):
 
 @pytest.fixture(scope="module")
 def cartpole():
-    env, env_params = RO.make_env("CartPole-v1")
-    return env, env_params, RO.make_policy(env, env_params, (4,))
+    env, env_params = rlpg.envs.make("CartPole-v1")
+    return env, env_params, rlpg.policies.make_policy(env, env_params, (4,))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ LIBRARY_CASES = {
     "replay batch_size 2.5": ("batch_size", lambda: RB.sample(KEY, RB.init({"x": jnp.zeros(3)}, 8), 2.5)),
     "replay int key": ("key", lambda: RB.sample(0, RB.init({"x": jnp.zeros(3)}, 8), 2)),
     "replay wrong structure": ("transitions", lambda: RB.add(RB.init({"x": jnp.zeros(3)}, 8), {"y": jnp.zeros((2, 3))})),
-    "make_env int": ("env", lambda: RO.make_env(3)),
+    "make_env int": ("env", lambda: rlpg.envs.make(3)),
     "seed beyond 2**31": ("seed", lambda: check_seed("seed", 2**40)),
     "seed count beyond 2**31": ("seed", lambda: check_seed("seed", 2**31 - 2, count=5)),
 }
@@ -137,7 +137,7 @@ ROLLOUT_CASES = {
     "rollout no steps": ("num_steps", lambda env, params, pol: RO.rollout(KEY, pol, None, env, params, None, 0)),
     "evaluate no episodes": ("num_episodes", lambda env, params, pol: RO.evaluate(KEY, pol, None, env, params, 0)),
     "evaluate max_steps -1": ("max_steps", lambda env, params, pol: RO.evaluate(KEY, pol, None, env, params, 2, max_steps=-1)),
-    "policy width 0": ("hidden", lambda env, params, pol: RO.make_policy(env, params, (0,))),
+    "policy width 0": ("hidden", lambda env, params, pol: rlpg.policies.make_policy(env, params, (0,))),
 }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import estimator_lab
-from rlpg import envs, exact, lab, rollout
+from rlpg import envs, exact, lab
 from rlpg.algos import reinforce
 
 H = 4
@@ -163,7 +163,7 @@ def test_cli_quick_writes_the_folder(tmp_path):
 def test_training_path_measures_the_update_training_runs():
     """On the chain, the counted update matches ∇J (cos >= 0.99, inside its band); the value
     baseline's untrained critic, bootstrapped at the window's cut, is flagged as biased."""
-    env, _ = rollout.make_env("LongEpisodeChain-v0")
+    env, _ = envs.make("LongEpisodeChain-v0")
     base = reinforce.Config(env_id="LongEpisodeChain-v0", policy="linear", num_envs=8, num_steps=6, total_timesteps=48, hidden=(8,))
     configs = {"none": base.replace(baseline="none", normalize=False), "value": base.replace(baseline="value", normalize=False)}
     theta = jax.random.normal(jax.random.PRNGKey(3), (env.num_features * env.num_actions,)) * 0.5

@@ -90,8 +90,8 @@ def test_normalization_is_one_statistic_over_all_envs(small):
     steps = config.num_updates * config.steps_per_update
     assert state.params["policy"]["obs_stats"]["mean"].shape == (4,)  # CartPole's observation, no env axis
     assert state.params["policy"]["obs_stats"]["count"] == steps
-    assert state.return_stats["count"] == steps and state.return_stats["var"].shape == ()
-    assert state.discounted_return.shape == (config.num_envs,)
+    assert state.extra["return_stats"]["count"] == steps and state.extra["return_stats"]["var"].shape == ()
+    assert state.extra["discounted_return"].shape == (config.num_envs,)
 
 
 def test_cli_run_and_load_policy_apply_the_observation_statistics(tmp_path):

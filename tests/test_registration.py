@@ -14,7 +14,7 @@ from gymnax.environments import spaces
 
 import rlpg
 from experiments import train as train_cli
-from rlpg import envs, rollout
+from rlpg import envs
 from rlpg.algos import a2c, dqn, npg, ppo, reinforce
 from rlpg.envs import registration
 
@@ -38,7 +38,7 @@ def test_registered_id_reaches_make_env_and_every_algorithm_config(clean_registr
 
     envs.register("test/Pole-v0", factory)
     assert "test/Pole-v0" in envs.registered_ids() and envs.is_registered("test/Pole-v0")
-    env, params = rollout.make_env("test/Pole-v0")
+    env, params = envs.make("test/Pole-v0")
     assert env.name == "CartPole-v1" and calls == [1]
     for module in (reinforce, a2c, ppo, npg, dqn):
         module.Config(env_id="test/Pole-v0").validate()
@@ -50,7 +50,7 @@ def test_a_registered_id_twice_or_a_builtin_id_is_refused_by_name(clean_registry
     with pytest.raises(ValueError, match=r"'test/Twice-v0' is already registered.*overwrite=True"):
         envs.register("test/Twice-v0", lambda: gymnax.make("Acrobot-v1"))
     envs.register("test/Twice-v0", lambda: gymnax.make("Acrobot-v1"), overwrite=True)
-    assert rollout.make_env("test/Twice-v0")[0].name == "Acrobot-v1"
+    assert envs.make("test/Twice-v0")[0].name == "Acrobot-v1"
     for builtin in ("CartPole-v1", "CliffWalking-v0"):
         with pytest.raises(ValueError, match=f"'{builtin}' is already built in"):
             envs.register(builtin, lambda: gymnax.make("CartPole-v1"), overwrite=True)
@@ -145,15 +145,15 @@ def test_an_env_without_the_interface_is_refused_by_id_before_compiling(clean_re
 def test_a_factory_must_return_env_and_params(clean_registry):
     envs.register("test/Bare-v0", lambda: gymnax.make("CartPole-v1")[0])
     with pytest.raises(TypeError, match="factory of 'test/Bare-v0' must return"):
-        rollout.make_env("test/Bare-v0")
+        envs.make("test/Bare-v0")
 
 
 def test_unknown_ids_name_registered_close_ones(clean_registry):
     envs.register("test/MyPole-v0", lambda: gymnax.make("CartPole-v1"))
     with pytest.raises(ValueError, match="Did you mean test/MyPole-v0"):
-        rollout.make_env("test/MyPole-v1")
+        envs.make("test/MyPole-v1")
     with pytest.raises(ValueError, match="cannot import module 'no_such_module_rlpg'"):
-        rollout.make_env("no_such_module_rlpg:Thing-v0")
+        envs.make("no_such_module_rlpg:Thing-v0")
 
 
 def test_module_id_trains_from_the_cli_and_reloads_in_a_fresh_registry(clean_registry, tmp_path, monkeypatch):

@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, envs, exact, rollout
+from rlpg import algos, envs, exact, policies, rollout
 from rlpg.algos import reinforce
 
 
 def final_eval(config, params, num_seeds, episodes=16):
-    env, env_params = rollout.make_env(config.env_id)
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
+    env, env_params = envs.make(config.env_id)
+    policy = policies.make_policy(env, env_params, config.hidden, config.activation)
     evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, policy, p, env, env_params, episodes, greedy=True)))
     keys = jax.random.split(jax.random.PRNGKey(1234), num_seeds)
     return np.asarray(evaluate(keys, params["policy"])).mean(axis=1)
@@ -44,8 +44,8 @@ def test_pendulum_gaussian_improves_over_random():
     config = reinforce.Config(env_id="Pendulum-v1", **PENDULUM)
     train = jax.jit(jax.vmap(reinforce.make_train(config)))
     state, metrics = train(seeds(3))
-    env, env_params = rollout.make_env(config.env_id)
-    policy = rollout.make_policy(env, env_params, config.hidden)
+    env, env_params = envs.make(config.env_id)
+    policy = policies.make_policy(env, env_params, config.hidden)
     init_params = jax.vmap(lambda k: {"policy": policy.init(jax.random.split(k, 4)[0])})(seeds(3))
     before = final_eval(config, init_params, 3)
     after = final_eval(config, state.params, 3)
@@ -175,7 +175,7 @@ CASES = [(1.0, "common")] + [(0.9, "gradient")]
 
 
 def _chain_logits():
-    env, _ = rollout.make_env(CHAIN)
+    env, _ = envs.make(CHAIN)
     return jax.random.normal(jax.random.PRNGKey(3), (env.num_states, env.num_actions)) * 0.5
 
 
@@ -184,8 +184,8 @@ def chain_estimates():
     """{(gamma, weighting, returns, baseline, normalize): ĝ [N, S·A]} over the same N windows, one program."""
     logits = _chain_logits()
     base = reinforce.Config(**CHAIN_SIZES, baseline="none", discount_weighting="gradient")  # collects τ_t too
-    env, env_params = rollout.make_env(CHAIN)
-    policy = rollout.make_policy(env, env_params, kind="linear")
+    env, env_params = envs.make(CHAIN)
+    policy = policies.make_policy(env, env_params, kind="linear")
     params = {"policy": logits.reshape(-1)}
     configs = {
         (g, w, r, b, n): reinforce.Config(**CHAIN_SIZES, returns=r, baseline=b, normalize=n, discount_weighting=w)

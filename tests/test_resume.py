@@ -19,7 +19,7 @@ from gymnax.wrappers.purerl import GymnaxWrapper
 
 import rlpg
 from experiments import train as train_cli
-from rlpg import envs, experiment, rollout
+from rlpg import envs, experiment
 
 # 60 updates of 4 envs x 100 steps, a resume point every 5 updates.
 FLAGS = dict(num_seeds=2, total_timesteps=24_000, num_envs=4, num_steps=100, checkpoint_every=5, log_every=5, eval_episodes=2)
@@ -214,7 +214,7 @@ class NaNRewardAfter(GymnaxWrapper):
 
 
 def test_nan_reward_stops_the_run_and_keeps_the_last_good_point(tmp_path, monkeypatch):
-    monkeypatch.setitem(envs.REGISTRY, "NaNCartPole-v1", lambda: NaNRewardAfter(rollout.make_env("CartPole-v1")[0]))
+    monkeypatch.setitem(envs.REGISTRY, "NaNCartPole-v1", lambda: NaNRewardAfter(envs.make("CartPole-v1")[0]))
     out = tmp_path / "nan"
     args = train_cli.Args(out=out, env="NaNCartPole-v1", **dict(FLAGS, total_timesteps=200_000))
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at update \d+ of seed \d") as error:

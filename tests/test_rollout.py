@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from rlpg import distributions as D
-from rlpg import envs, rollout
+from rlpg import envs, policies, rollout
 
 
 @pytest.fixture(scope="module")
 def cartpole():
-    env, params = rollout.make_env("CartPole-v1")
-    policy = rollout.make_policy(env, params, hidden=(16,))
+    env, params = envs.make("CartPole-v1")
+    policy = policies.make_policy(env, params, hidden=(16,))
     theta = policy.init(jax.random.PRNGKey(0))
     batch = rollout.reset(jax.random.PRNGKey(1), env, params, 4)
     run = jax.jit(lambda key, batch: rollout.rollout(key, policy, theta, env, params, batch, 64))
@@ -86,8 +86,8 @@ def test_episode_statistics_match_a_naive_count(cartpole):
 
 
 def test_continuous_actions_clipped_for_the_env_but_not_for_log_probs():
-    env, params = rollout.make_env("Pendulum-v1")
-    policy = rollout.make_policy(env, params, hidden=(8,))
+    env, params = envs.make("Pendulum-v1")
+    policy = policies.make_policy(env, params, hidden=(8,))
     theta = policy.init(jax.random.PRNGKey(0))
     theta = jax.tree.map(lambda x: x, theta)
     theta["params"]["log_std"] = jnp.full((1,), 2.0)  # σ ≈ 7.4: most samples fall outside [-2, 2]
@@ -102,8 +102,8 @@ def test_continuous_actions_clipped_for_the_env_but_not_for_log_probs():
 
 
 def test_evaluate_matches_a_naive_episode_loop():
-    env, params = rollout.make_env("CartPole-v1")
-    policy = rollout.make_policy(env, params, hidden=(8,))
+    env, params = envs.make("CartPole-v1")
+    policy = policies.make_policy(env, params, hidden=(8,))
     theta = policy.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(5)
     returns = jax.jit(lambda k: rollout.evaluate(k, policy, theta, env, params, 3, greedy=True))(key)
@@ -123,13 +123,13 @@ def test_evaluate_matches_a_naive_episode_loop():
 
 def test_unknown_env_suggests_close_names():
     with pytest.raises(ValueError, match="CartPole-v1"):
-        rollout.make_env("CartPole-v2")
+        envs.make("CartPole-v2")
 
 
 @pytest.mark.parametrize("env_id", sorted(envs.REGISTRY))
 def test_textbook_worlds_by_id_with_linear_policies(env_id):
-    env, env_params = rollout.make_env(env_id)
-    policy = rollout.make_policy(env, env_params, kind="linear")
+    env, env_params = envs.make(env_id)
+    policy = policies.make_policy(env, env_params, kind="linear")
     params = policy.init(jax.random.PRNGKey(0))
     assert all(float(jnp.abs(leaf).max()) == 0.0 for leaf in jax.tree.leaves(params))  # zero at init
     batch = rollout.reset(jax.random.PRNGKey(1), env, env_params, 3)
@@ -139,10 +139,10 @@ def test_textbook_worlds_by_id_with_linear_policies(env_id):
 
 def test_make_env_and_policy_errors():
     with pytest.raises(ValueError, match="Did you mean CliffWalking-v0"):
-        rollout.make_env("CliffWalk-v0")
-    env, env_params = rollout.make_env("CartPole-v1")
+        envs.make("CliffWalk-v0")
+    env, env_params = envs.make("CartPole-v1")
     with pytest.raises(ValueError, match="`kind` must be one of"):
-        rollout.make_policy(env, env_params, kind="tabular")
-    env, env_params = rollout.make_env("Breakout-MinAtar")
+        policies.make_policy(env, env_params, kind="tabular")
+    env, env_params = envs.make("Breakout-MinAtar")
     with pytest.raises(ValueError, match="flat observations"):
-        rollout.make_policy(env, env_params, kind="linear")
+        policies.make_policy(env, env_params, kind="linear")

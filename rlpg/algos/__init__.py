@@ -3,6 +3,9 @@
 Each module in `ALGOS` has a `Config` (static fields fix shapes, numeric ones may be swept),
 `make_algorithm(config, progress=None) -> Algorithm(init, update, ...)` and
 `make_train(config, progress=None) -> train(key, hparams=None) -> (state, metrics)`.
+REINFORCE, A2C, PPO and NPG are learning steps on one skeleton (`on_policy`); all share the base
+Config, `TrainState`, metrics and hyperparameter checks of `common` and the optimizers of `optim`.
+A new on-policy algorithm is one module and one line in `ALGOS` (docs/extending.md).
 """
 
 from typing import Callable
@@ -10,8 +13,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-from rlpg.algos import a2c, apg, dqn, npg, ppo, reinforce
-from rlpg.algos.common import Algorithm, run_updates, train_fn
+from rlpg.algos import a2c, apg, dqn, npg, on_policy, optim, ppo, reinforce
+from rlpg.algos.common import Algorithm, TrainState, run_updates, train_fn
 
 ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg, "dqn": dqn, "apg": apg}
 
@@ -67,4 +70,7 @@ def _path_name(path) -> str:
     return "args" + jax.tree_util.keystr(path)
 
 
-__all__ = ["ALGOS", "Algorithm", "a2c", "apg", "dqn", "npg", "over_seeds", "ppo", "reinforce", "run_updates", "train_fn"]
+__all__ = [
+    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "npg", "on_policy", "optim", "over_seeds", "ppo", "reinforce",
+    "run_updates", "train_fn",
+]

@@ -24,76 +24,70 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from rlpg import distributions, estimators, pathwise, returns, rollout
-from rlpg._checks import check_in_interval, check_positive
+from rlpg import envs, estimators, pathwise, returns, rollout
+from rlpg.algos import on_policy, optim
 from rlpg.algos.common import (
     Algorithm,
-    RolloutSizes,
-    check_hidden,
-    check_run_sizes,
-    checks_hparams,
-    print_progress,
+    OnPolicyConfig,
+    TrainState,
+    default_progress,
+    numeric,
+    numeric_fields,
+    static,
     train_fn,
     update_metrics,
 )
 
-NUMERIC_FIELDS = ("lr", "critic_lr", "gamma", "lam", "max_grad_norm")
-
 
 @struct.dataclass
-class Config(RolloutSizes):
+class Config(OnPolicyConfig):
     """APG/SHAC configuration. Static fields fix the program's shapes; numeric ones are traced."""
 
-    env_id: str = struct.field(pytree_node=False, default="Pendulum-v1")
-    num_envs: int = struct.field(pytree_node=False, default=32)
-    num_steps: int = struct.field(pytree_node=False, default=32)  # the gradient horizon h
-    total_timesteps: int = struct.field(pytree_node=False, default=300_000)
-    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(32, 32))
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    critic: bool = struct.field(pytree_node=False, default=False)
-    value_steps: int = struct.field(pytree_node=False, default=16)
-    log_every: int = struct.field(pytree_node=False, default=0)
-    lr: float = 1e-2
-    critic_lr: float = 1e-2
-    gamma: float = 0.99
-    lam: float = 0.95
-    max_grad_norm: float = 1.0
+    env_id: str = static("Pendulum-v1")
+    num_envs: int = static(32)
+    num_steps: int = static(32)
+    """steps per environment per update: the gradient horizon h"""
+    total_timesteps: int = static(300_000)
+    hidden: tuple[int, ...] = static((32, 32))
+    critic: bool = static(False)
+    """bootstrap each short-horizon window with a learned V at the cut (SHAC)"""
+    value_steps: int = static(16)
+    """full-batch Adam steps of the critic per update"""
+    lr: float = numeric(1e-2, positive=True)
+    critic_lr: float = numeric(1e-2, positive=True)
+    """Adam learning rate of the critic"""
+    lam: float = numeric(0.95, 0.0, 1.0)
+    """TD(λ) of the critic's targets"""
+    max_grad_norm: float = numeric(1.0, positive=True)
 
-    def validate(self) -> "Config":
-        """Raise ValueError naming the first bad field; returns self."""
-        check_run_sizes(self, ("num_envs", "num_steps", "total_timesteps", "value_steps"))
-        check_hidden(self.hidden)
-        check_positive("lr", self.lr)
-        check_positive("critic_lr", self.critic_lr)
-        check_in_interval("gamma", self.gamma, 0.0, 1.0)
-        check_in_interval("lam", self.lam, 0.0, 1.0)
-        check_positive("max_grad_norm", self.max_grad_norm)
-        make_env(self.env_id)
-        return self
+    def check_env(self, env: Any, env_params: Any) -> None:
+        _check_transition_gradients(self.env_id, env)
+        super().check_env(env, env_params)
+        if not hasattr(env.action_space(env_params), "low") or self.continuous_actions != "clip":
+            raise ValueError(
+                f"`env_id` {self.env_id!r} must have a continuous (Box) action space for APG, acted in by a "
+                f"Gaussian (continuous_actions='clip'); got continuous_actions={self.continuous_actions!r}."
+            )
+
+
+NUMERIC_FIELDS = numeric_fields(Config)
 
 
 def make_env(env_id: str) -> tuple[Any, Any]:
     """(env with transition gradients, env_params); ValueError naming `env_id` if it has none."""
-    env, env_params = rollout.make_env(env_id)
+    env, env_params = envs.make(env_id)
+    _check_transition_gradients(env_id, env)
+    return env.with_transition_gradients(), env_params
+
+
+def _check_transition_gradients(env_id: str, env: Any) -> None:
     if not getattr(env, "supports_transition_gradients", False):
         raise ValueError(
             f"`env_id` {env_id!r} has no transition gradients; APG needs an env with "
             "`with_transition_gradients()` (e.g. Pendulum-v1, MountainCarContinuous-v0, Reacher-misc)."
         )
-    return env.with_transition_gradients(), env_params
-
-
-@struct.dataclass
-class TrainState:
-    params: dict  # {"policy": ..., "value": ...} ("value" only with the critic)
-    opt_state: Any  # {"policy": ..., "value": ...}
-    envs: rollout.EnvBatch
-    key: jax.Array
-    update: jax.Array  # [] int32
-    hparams: dict
 
 
 class _Episodes(struct.PyTreeNode):
@@ -122,41 +116,26 @@ def _episode_totals(envs: rollout.EnvBatch, rewards: jax.Array, done: jax.Array)
 
 
 def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None) -> Algorithm:
-    """APG/SHAC as `Algorithm(init, update, ...)`; see `make_train` for the metrics."""
+    """APG/SHAC as `Algorithm(init, update, ...)`; see `make_train` for the metrics.
+    state.opt_state = {"policy": ..., "value": ...} (each network its own clipped Adam)."""
     config.validate()
-    env, env_params = make_env(config.env_id)
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
-    if policy.distribution is not distributions.gaussian:
-        raise ValueError(f"`env_id` {config.env_id!r} must have a continuous (Box) action space for APG.")
-    value_fn = rollout.policies.mlp_value(env.observation_space(env_params).shape, config.hidden, config.activation)
-    progress = progress or print_progress
+    networks = on_policy.make_networks(config, make_env(config.env_id))
+    policy, value_fn, env, env_params = networks.policy, networks.value_fn, networks.env, networks.env_params
+    progress = progress or default_progress(config)
 
     def optimizers(cfg: Config) -> dict:
-        make = lambda lr: optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr))
-        return {"policy": make(cfg.lr), "value": make(cfg.critic_lr)}
+        return {"policy": optim.clipped_adam(cfg.lr, cfg.max_grad_norm), "value": optim.clipped_adam(cfg.critic_lr, cfg.max_grad_norm)}
 
-    @checks_hparams(config, NUMERIC_FIELDS)
-    def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
-        params = {"policy": policy.init(policy_key)}
-        if config.critic:
-            params["value"] = value_fn.init(value_key)
-        opt = optimizers(config.replace(**hparams))
-        return TrainState(
-            params=params,
-            opt_state={name: opt[name].init(p) for name, p in params.items()},
-            envs=rollout.reset(env_key, env, env_params, config.num_envs),
-            key=run_key,
-            update=jnp.zeros((), jnp.int32),
-            hparams=hparams,
-        )
+    def init_rest(params, cfg: Config):
+        opt = optimizers(cfg)
+        return {name: opt[name].init(p) for name, p in params.items()}, {}
 
     def policy_loss(policy_params, value_params, state: TrainState, keys: jax.Array, gamma):
         critic = (lambda obs: value_fn.apply(value_params, obs)) if config.critic else None
         objective, (obs, env_state), steps = jax.vmap(
             lambda k, o, s: pathwise.short_horizon_return(k, policy, policy_params, env, env_params, o, s, config.num_steps, gamma, critic)
         )(keys, state.envs.obs, state.envs.env_state)
-        return -objective.mean() / config.num_steps, (obs, env_state, steps)
+        return -objective.mean() / config.num_steps, {"obs": obs, "env_state": env_state, "steps": steps}
 
     def value_loss(value_params, obs, targets):
         return estimators.value_loss(value_fn.apply(value_params, obs), targets)
@@ -167,36 +146,28 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
         key, window_key = jax.random.split(state.key)
         keys = jax.random.split(window_key, config.num_envs)
         value_params = state.params.get("value")
-        (loss, (obs, env_state, steps)), grad = jax.value_and_grad(policy_loss, has_aux=True)(
-            state.params["policy"], value_params, state, keys, cfg.gamma
+        policy_params, policy_opt, stats = optim.optimizer_step(
+            opt["policy"], policy_loss, state.params["policy"], state.opt_state["policy"], value_params, state, keys, cfg.gamma
         )
-        updates, policy_opt = opt["policy"].update(grad, state.opt_state["policy"], state.params["policy"])
-        params = {"policy": optax.apply_updates(state.params["policy"], updates)}
-        opt_state = {"policy": policy_opt}
-        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), jax.lax.stop_gradient(steps))  # [T, B, ...]
+        window = {name: stats.pop(name) for name in ("obs", "env_state", "steps")}
+        params, opt_state = {"policy": policy_params}, {"policy": policy_opt}
+        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), jax.lax.stop_gradient(window["steps"]))  # [T, B, ...]
         done = jnp.logical_or(steps["terminated"], steps["truncated"])
-        stats = {"loss": loss, "grad_norm": optax.tree.norm(grad)}
         if config.critic:
             values = value_fn.apply(value_params, steps["obs"])
             next_values = value_fn.apply(value_params, steps["next_obs"])
             _, targets = returns.gae(steps["reward"], values, next_values, steps["terminated"], steps["truncated"], cfg.gamma, cfg.lam)
-
-            def value_step(carry, _):
-                v_params, v_opt = carry
-                v_loss, v_grad = jax.value_and_grad(value_loss)(v_params, steps["obs"], targets)
-                v_updates, v_opt = opt["value"].update(v_grad, v_opt, v_params)
-                return (optax.apply_updates(v_params, v_updates), v_opt), v_loss
-
-            (params["value"], opt_state["value"]), v_losses = jax.lax.scan(
-                value_step, (value_params, state.opt_state["value"]), None, length=config.value_steps
+            params["value"], opt_state["value"], v_losses = optim.fit(
+                opt["value"], value_loss, value_params, state.opt_state["value"], config.value_steps, steps["obs"], targets
             )
             stats["value_loss"] = v_losses[-1]
         (ep_return, ep_length), episodes = _episode_totals(state.envs, steps["reward"], done)
-        envs = rollout.EnvBatch(env_state=env_state, obs=obs, episode_return=ep_return, episode_length=ep_length)
+        envs_after = rollout.EnvBatch(env_state=window["env_state"], obs=window["obs"], episode_return=ep_return, episode_length=ep_length)
         done_updates = state.update + 1
         metrics = update_metrics(config, progress, done_updates, episodes, **stats)
-        return state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates), metrics
+        return state.replace(params=params, opt_state=opt_state, envs=envs_after, key=key, update=done_updates), metrics
 
+    init = on_policy.make_init(config, networks, init_rest, uses_value=config.critic)
     return Algorithm(init, update, config.num_updates, policy, env, env_params)
 
 

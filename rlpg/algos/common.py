@@ -1,23 +1,41 @@
-"""What every training algorithm shares: the `Algorithm` triple, hyperparameter overrides,
-the scan that makes `train(key)`, and the in-program progress line.
+"""What every training algorithm shares: the `Algorithm` triple, the base Config and its
+checks, one `TrainState`, hyperparameter overrides, the scan that makes `train(key)`, and the
+per-update metrics.
 
 An algorithm is `init(key, hparams) -> state` and `update(state) -> (state, metrics)`, pure
 and jit-able; `train` runs `update` `num_updates` times in one `lax.scan`. Keeping the update
 separate lets a caller run the same updates in chunks (checkpointing between them) with the
-numbers of one uninterrupted scan.
+numbers of one uninterrupted scan. The on-policy algorithms are built by `rlpg.algos.on_policy`.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import inspect
+import math
+import textwrap
+import typing
 from typing import Any, Callable, NamedTuple
 
 import jax
+from flax import struct
 
-from rlpg import rollout
-from rlpg._checks import _CHECKIFY, check_bool, check_hidden, check_key, check_number, check_size  # noqa: F401 (check_hidden: re-exported)
-from rlpg.policies import Policy, _check_activation
+from rlpg import envs, rollout
+from rlpg._checks import (
+    _CHECKIFY,
+    check_bool,
+    check_choice,
+    check_hidden,
+    check_in_interval,
+    check_key,
+    check_number,
+    check_positive,
+    check_size,
+)
+from rlpg.policies import Activation, ContinuousActions, Policy, PolicyKind, make_policy
+from rlpg.progress import ProgressPrinter
 
 
 class Algorithm(NamedTuple):
@@ -38,51 +56,184 @@ class Algorithm(NamedTuple):
     env_params: Any
 
 
-class RolloutSizes:
-    """`steps_per_update` and `num_updates` of a config with num_envs, num_steps, total_timesteps."""
+@struct.dataclass
+class TrainState:
+    """Everything a run carries from one update to the next.
+
+    params: {"policy": ..., "value": ...} ("value" where the algorithm learns one).
+    opt_state: the optimizer's state.  envs: the environments, as `rollout.reset` made them.
+    extra: what the algorithm carries besides (PPO's reward normalization, DQN's target network
+      and replay buffer; {} for none).
+    key: the run's PRNG key.  update: [] int32, updates done so far.
+    hparams: overrides of the numeric config fields (traced; {} for none).
+    """
+
+    params: dict
+    opt_state: Any
+    envs: rollout.EnvBatch
+    extra: dict
+    key: jax.Array
+    update: jax.Array
+    hparams: dict
+
+
+def static(default: Any, **metadata: Any):
+    """A static config field: fixes the program's shapes or code, so a change recompiles.
+    metadata: `minimum` (an int field's least value, default 1), `allow_empty` (hidden=())."""
+    return struct.field(pytree_node=False, default=default, metadata=metadata)
+
+
+def numeric(default: float, low: float = 0.0, high: float = math.inf, positive: bool = False):
+    """A numeric config field, traced: `hparams` may override it (one program for a sweep).
+    Valid values lie in [low, high] (`positive`: > 0), finite."""
+    return struct.field(default=default, metadata={"low": low, "high": high, "positive": positive})
+
+
+def numeric_fields(config: Any) -> tuple[str, ...]:
+    """The names of a Config's (class or instance) numeric fields, the ones `hparams` may override."""
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("pytree_node", True))
+
+
+@functools.cache
+def field_types(config_class: type) -> dict[str, Any]:
+    """{field: its type} of a Config class, annotations resolved (e.g. `Literal["none", "mean"]`)."""
+    return typing.get_type_hints(config_class)
+
+
+def field_choices(config_class: type) -> dict[str, tuple]:
+    """{field: its allowed values} of a Config's `Literal`-typed fields."""
+    return {
+        name: typing.get_args(kind)
+        for name, kind in field_types(config_class).items()
+        if typing.get_origin(kind) is typing.Literal
+    }
+
+
+@functools.cache
+def field_docs(config_class: type) -> dict[str, str]:
+    """{field: its docstring}: the string literal under each field of the class and its bases
+    (as tyro and Sphinx read them), whitespace collapsed."""
+    docs: dict[str, str] = {}
+    for cls in reversed(config_class.__mro__):
+        if cls is object or not dataclasses.is_dataclass(cls):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+        for node, after in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+@struct.dataclass
+class BaseConfig:
+    """What every algorithm's Config has. Static fields fix the program's shapes; numeric ones
+    are traced, so `train(key, hparams)` sweeps them in one compile. `validate` checks every
+    field from its type and metadata (sizes, bools, `Literal` choices, numeric ranges)."""
+
+    env_id: str = static("CartPole-v1")
+    """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0),
+    brax/<name>, craftax/<name>, or an id of rlpg.envs.register"""
+    num_envs: int = static(8)
+    """parallel environments per seed"""
+    total_timesteps: int = static(500_000)
+    """environment steps per seed"""
+    hidden: tuple[int, ...] = static((64, 64))
+    """hidden layer widths of the MLPs"""
+    activation: Activation = static("tanh")
+    """activation of the MLPs' hidden layers"""
+    log_every: int = static(0, minimum=0)
+    """call `progress` every this many updates from inside the program (0: never)"""
+    lr: float = numeric(3e-3, positive=True)
+    """Adam learning rate"""
+    gamma: float = numeric(0.99, 0.0, 1.0)
+    """discount"""
+    max_grad_norm: float = numeric(0.5, positive=True)
+    """global-norm gradient clipping"""
 
     @property
     def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
+        """Env steps (summed over the environments) of one update."""
+        raise NotImplementedError
 
     @property
     def num_updates(self) -> int:
         return self.total_timesteps // self.steps_per_update
 
+    def validate(self):
+        """Raise ValueError (TypeError for a wrong kind of value) naming the first bad field;
+        returns self. Subclasses add their checks across fields after `super().validate()`."""
+        types = field_types(type(self))
+        for field in dataclasses.fields(self):
+            name, value, kind = field.name, getattr(self, field.name), types[field.name]
+            if field.metadata.get("pytree_node", True):
+                if field.metadata["positive"]:
+                    check_positive(name, value)
+                else:
+                    check_in_interval(name, value, field.metadata["low"], field.metadata["high"])
+            elif kind is bool:
+                check_bool(name, value)
+            elif kind is int:
+                check_size(name, value, minimum=field.metadata.get("minimum", 1))
+            elif typing.get_origin(kind) is typing.Literal:
+                check_choice(name, value, typing.get_args(kind))
+            elif name == "hidden":
+                check_hidden(value, allow_empty=field.metadata.get("allow_empty", False))
+        if self.num_updates < 1:
+            raise ValueError(
+                f"`total_timesteps` ({self.total_timesteps}) must be at least one update's env steps, "
+                f"{self.per_update_text} = {self.steps_per_update}."
+            )
+        self.check_env(*envs.make(self.env_id))  # unknown ids fail here, naming close ones
+        return self
 
-def check_run_sizes(config: Any, names: tuple[str, ...], per_update: str = "num_envs × num_steps") -> None:
-    """Raise ValueError unless every field in `names` is a positive int and the run has an update,
-    total_timesteps >= `per_update` (the config's `steps_per_update`); also checks log_every >= 0,
-    that the config's bool switches are bools (TypeError), and `activation` if it has one."""
-    for field in dataclasses.fields(config):
-        if field.type in ("bool", bool):
-            check_bool(field.name, getattr(config, field.name))
-    if hasattr(config, "activation"):
-        _check_activation(config.activation)
-    for name in names:
-        check_size(name, getattr(config, name))
-    check_size("log_every", config.log_every, minimum=0)
-    if config.num_updates < 1:
-        raise ValueError(
-            f"`total_timesteps` ({config.total_timesteps}) must be at least {per_update} "
-            f"= {config.steps_per_update} (one update)."
-        )
+    def check_env(self, env: Any, env_params: Any) -> None:
+        """Raise ValueError if the algorithm cannot train on this env (e.g. its action space)."""
+
+    per_update_text = "num_envs × num_steps"  # how `steps_per_update` is formed, for messages
 
 
-def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...], config: Any = None) -> dict:
-    """`hparams` as a dict, after checking it overrides only the config's numeric fields, each
-    with a number (TypeError naming the field otherwise), and, given the `config`, that
+@struct.dataclass
+class OnPolicyConfig(BaseConfig):
+    """The config of an on-policy algorithm: windows of `num_steps` steps of each environment,
+    acted in by a policy that fits the env's action space (`policies.make_policy`)."""
+
+    num_steps: int = static(128)
+    """steps per environment per update (the rollout window)"""
+    policy: PolicyKind = static("mlp")
+    """policy family: an MLP, or linear in the observation (softmax or Gaussian)"""
+    continuous_actions: ContinuousActions = static("clip")
+    """Box actions: clip Gaussian samples into the bounds, or squash them with tanh (a tanh-Gaussian policy)"""
+    normalize_obs: bool = static(False)
+    """standardize observations with one running mean/variance over every env and step, kept in the
+    policy's parameters (params["policy"] = {"net", "obs_stats"}); the value network sees the same"""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    def check_env(self, env: Any, env_params: Any) -> None:
+        make_policy(env, env_params, self.hidden, self.activation, self.policy, self.continuous_actions)
+
+
+def check_hparams(hparams: dict | None, config: Any) -> dict:
+    """`hparams` as a dict, after checking it overrides only the config's numeric fields
+    (`numeric_fields`), each with a number (TypeError naming the field otherwise), and that
     `config.replace(**hparams).validate()` accepts the values: the Config's own checks and
     messages, on the values that are concrete (traced ones are checked only under
     `rlpg.checked`). Values may be arrays, e.g. one per seed: each entry is checked."""
     hparams = dict(hparams or {})
-    unknown = set(hparams) - set(numeric_fields)
+    allowed = numeric_fields(config)
+    unknown = set(hparams) - set(allowed)
     if unknown:
-        raise ValueError(f"`hparams` may override only {numeric_fields}; got {sorted(unknown)}.")
+        raise ValueError(f"`hparams` may override only {allowed}; got {sorted(unknown)}.")
     for name, value in hparams.items():
         check_number(name, value)
     traced = all(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(hparams))
-    if config is not None and hparams and (_CHECKIFY.get() or not traced):  # traced values: only `checked` checks them
+    if hparams and (_CHECKIFY.get() or not traced):  # traced values: only `checked` checks them
         # Under jit, validate's own constant work (building the env and policy) runs eagerly
         # rather than being staged: a tabular env converts its tables with numpy.
         with jax.ensure_compile_time_eval():
@@ -90,13 +241,13 @@ def check_hparams(hparams: dict | None, numeric_fields: tuple[str, ...], config:
     return hparams
 
 
-def checks_hparams(config: Any, numeric_fields: tuple[str, ...]) -> Callable:
+def checks_hparams(config: Any) -> Callable:
     """Decorator for an algorithm's `init(key, hparams)`: checks `key` (`check_key`) and passes
-    `check_hparams(hparams, numeric_fields, config)`; the hparams check stays reachable as
+    `check_hparams(hparams, config)`; the hparams check stays reachable as
     `init.check_hparams(hparams)`, which `over_seeds` and `train_fn` use on the host."""
 
     def decorate(init: Callable) -> Callable:
-        check = functools.partial(check_hparams, numeric_fields=numeric_fields, config=config)
+        check = functools.partial(check_hparams, config=config)
 
         @functools.wraps(init)
         def checked_init(key: jax.Array, hparams: dict | None = None):
@@ -154,13 +305,7 @@ def update_metrics(config: Any, progress: Callable[[dict], None], update: jax.Ar
     return metrics
 
 
-def print_progress(metrics: dict) -> None:
-    """Default progress line: update, env steps, mean episode return, and the entropy and ε if known."""
-    line = (
-        f"update {int(metrics['update']):>5d}  env steps {int(metrics['env_steps']):>9,d}  "
-        f"return {float(metrics['episode_return']):8.2f}"
-    )
-    for name in ("entropy", "epsilon"):
-        if name in metrics:
-            line += f"  {name} {float(metrics[name]):.3f}"
-    print(line, flush=True)
+def default_progress(config: Any) -> Callable[[dict], None]:
+    """The progress callback `make_algorithm` uses when given none: a `ProgressPrinter` line
+    (update k/num_updates, env steps, return, entropy or ε, seconds) per logged update."""
+    return ProgressPrinter(num_seeds=1, total_updates=config.num_updates)

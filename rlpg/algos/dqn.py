@@ -40,27 +40,27 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from gymnax.environments import spaces
 
-from rlpg import distributions, policies, replay, rollout
-from rlpg._checks import check_floating, check_in_interval, check_positive, check_rank, check_same_shape, check_shape
+from rlpg import envs, policies, replay, rollout
+from rlpg.algos import optim
+from rlpg._checks import check_positive
 from rlpg.algos.common import (
     Algorithm,
-    check_hidden,
+    BaseConfig,
+    TrainState,
     checks_hparams,
-    check_run_sizes,
-    print_progress,
+    default_progress,
+    numeric,
+    numeric_fields,
+    static,
     train_fn,
     update_metrics,
 )
-from rlpg.policies import Policy
-
-LOSSES = ("huber", "mse")
-NUMERIC_FIELDS = ("lr", "gamma", "eps_start", "eps_end", "exploration_fraction", "tau", "max_grad_norm")
+from rlpg.value_learning import TDLoss, td_loss, td_target
 
 
 @struct.dataclass
-class Config:
+class Config(BaseConfig):
     """DQN configuration. Static fields fix the program's shapes; numeric ones are traced.
 
     Counts: `total_timesteps`, `learning_starts` and `buffer_size` are in env steps (summed
@@ -68,146 +68,75 @@ class Config:
     `target_update_every` in gradient steps. `hidden=()` makes Q linear in the observation.
     """
 
-    env_id: str = struct.field(pytree_node=False, default="CartPole-v1")
-    num_envs: int = struct.field(pytree_node=False, default=4)
-    train_freq: int = struct.field(pytree_node=False, default=16)
-    gradient_steps: int = struct.field(pytree_node=False, default=8)
-    total_timesteps: int = struct.field(pytree_node=False, default=200_000)
-    buffer_size: int = struct.field(pytree_node=False, default=10_000)
-    batch_size: int = struct.field(pytree_node=False, default=128)
-    learning_starts: int = struct.field(pytree_node=False, default=10_000)
-    target_update_every: int = struct.field(pytree_node=False, default=50)
-    replay: bool = struct.field(pytree_node=False, default=True)
-    target_network: bool = struct.field(pytree_node=False, default=True)
-    double: bool = struct.field(pytree_node=False, default=False)
-    loss: str = struct.field(pytree_node=False, default="mse")
-    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    activation: str = struct.field(pytree_node=False, default="relu")
-    log_every: int = struct.field(pytree_node=False, default=0)
-    lr: float = 2.5e-4
-    gamma: float = 0.99
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    exploration_fraction: float = 0.25  # ε reaches eps_end after this fraction of total_timesteps
-    tau: float = 1.0  # target refresh θ⁻ ← τθ + (1 − τ)θ⁻
-    max_grad_norm: float = 10.0
+    num_envs: int = static(4)
+    total_timesteps: int = static(200_000)
+    hidden: tuple[int, ...] = static((64, 64), allow_empty=True)
+    activation: policies.Activation = static("relu")
+    train_freq: int = static(16)
+    """steps of each environment per update"""
+    gradient_steps: int = static(8)
+    """gradient steps per update"""
+    buffer_size: int = static(10_000)
+    """replay buffer capacity (transitions)"""
+    batch_size: int = static(128)
+    """transitions per gradient step, sampled from the buffer"""
+    learning_starts: int = static(10_000, minimum=0)
+    """env steps before the first gradient step"""
+    target_update_every: int = static(50)
+    """gradient steps between target-network refreshes"""
+    replay: bool = static(True)
+    """learn from a replay buffer (else from each update's latest transitions only)"""
+    target_network: bool = static(True)
+    """bootstrap from a target network (else from the online network)"""
+    double: bool = static(False)
+    """double DQN (the online network selects the bootstrap action, the target evaluates it)"""
+    loss: TDLoss = static("mse")
+    """TD loss"""
+    lr: float = numeric(2.5e-4, positive=True)
+    max_grad_norm: float = numeric(10.0, positive=True)
+    eps_start: float = numeric(1.0, 0.0, 1.0)
+    """initial ε of the ε-greedy policy"""
+    eps_end: float = numeric(0.05, 0.0, 1.0)
+    """final ε"""
+    exploration_fraction: float = numeric(0.25, 0.0, 1.0)
+    """fraction of total_timesteps over which ε decays linearly"""
+    tau: float = numeric(1.0, 0.0, 1.0)
+    """target refresh θ⁻ ← τθ + (1 − τ)θ⁻ (1: copy)"""
+
+    per_update_text = "num_envs × train_freq"
 
     @property
     def steps_per_update(self) -> int:
         return self.num_envs * self.train_freq
 
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
-
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad field; returns self."""
-        check_run_sizes(
-            self,
-            ("num_envs", "train_freq", "gradient_steps", "total_timesteps", "buffer_size", "batch_size", "target_update_every"),
-            per_update="num_envs × train_freq",
-        )
+        super().validate()
         if self.replay and self.buffer_size < self.steps_per_update:
             raise ValueError(
                 f"`buffer_size` ({self.buffer_size}) must hold at least one update's transitions, "
                 f"num_envs × train_freq = {self.steps_per_update}."
             )
-        if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
-            raise ValueError(f"`learning_starts` must be an integer >= 0; got {self.learning_starts!r}.")
         if self.learning_starts >= self.num_updates * self.steps_per_update:
             raise ValueError(
                 f"`learning_starts` ({self.learning_starts}) must be below the run's "
                 f"{self.num_updates * self.steps_per_update} env steps, or no gradient step is taken."
             )
-        check_hidden(self.hidden, allow_empty=True)
-        if self.loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}; got {self.loss!r}.")
-        check_positive("lr", self.lr)
-        check_in_interval("gamma", self.gamma, 0.0, 1.0)
-        check_in_interval("eps_start", self.eps_start, 0.0, 1.0)
-        check_in_interval("eps_end", self.eps_end, 0.0, 1.0)
-        check_in_interval("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
-        check_in_interval("tau", self.tau, 0.0, 1.0)
         check_positive("tau", self.tau)
-        check_positive("max_grad_norm", self.max_grad_norm)
-        rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
         return self
 
-
-@struct.dataclass
-class TrainState:
-    """Everything a run carries from one update to the next."""
-
-    params: dict  # {"policy": θ}, the online Q-network (its greedy policy is the acting policy)
-    target_params: Any  # θ⁻; None without a target network (θ bootstraps itself)
-    opt_state: Any
-    buffer: replay.ReplayBuffer | None  # None without replay
-    envs: rollout.EnvBatch
-    key: jax.Array
-    update: jax.Array  # [] int32, updates done so far
-    grad_steps: jax.Array  # [] int32, gradient steps taken so far
-    hparams: dict  # overrides of the numeric config fields (traced; {} for none)
+    def check_env(self, env: Any, env_params: Any) -> None:
+        check_discrete(env, env_params)
 
 
-# ----------------------------------------------------------------------------- pure pieces
+NUMERIC_FIELDS = numeric_fields(Config)
 
 
-def td_target(
-    reward: jax.Array,
-    terminated: jax.Array,
-    next_q_target: jax.Array,
-    gamma: float | jax.Array,
-    next_q_online: jax.Array | None = None,
-) -> jax.Array:
-    """y = r + γ (1 − terminated) Q⁻(s', a*), with no gradient.
-
-    a* = argmax_a Q⁻(s', a) (DQN), or argmax_a Q(s', a) when `next_q_online` is given (double
-    DQN: the online network selects, the target network evaluates).
-
-    Args:
-      reward: [B] float.  terminated: [B] bool (truncation must not be passed here: it bootstraps).
-      next_q_target: [B, A] Q⁻(s', ·).  next_q_online: [B, A] Q(s', ·) or None.
-      gamma: [] discount.
-    Returns:
-      [B] targets.
-    """
-    check_rank("reward", reward, 1, "[B]")
-    check_floating("reward", reward)
-    check_same_shape(reward=reward, terminated=terminated)
-    check_rank("next_q_target", next_q_target, 2, "[B, A]")
-    check_shape("next_q_target", next_q_target, (reward.shape[0], next_q_target.shape[1]), "[B, A] with B = len(reward)")
-    check_in_interval("gamma", gamma, 0.0, 1.0)
-    if next_q_online is None:
-        next_value = next_q_target.max(axis=-1)
-    else:
-        check_shape("next_q_online", next_q_online, next_q_target.shape, "the shape of next_q_target")
-        best = jnp.argmax(next_q_online, axis=-1)
-        next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
-    not_terminated = 1.0 - terminated.astype(reward.dtype)
-    return jax.lax.stop_gradient(reward + gamma * not_terminated * next_value)
-
-
-def td_loss(q_taken: jax.Array, target: jax.Array, loss: str = "huber") -> jax.Array:
-    """mean ℓ(Q(s, a) − y): Huber (δ = 1) or ½ squared error. q_taken, target [B] -> []."""
-    check_same_shape(q_taken=q_taken, target=target)
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {LOSSES}; got {loss!r}.")
-    error = q_taken - target
-    per_sample = optax.huber_loss(error, delta=1.0) if loss == "huber" else 0.5 * error**2
-    return per_sample.mean()
-
-
-def epsilon_greedy(q_network: Policy) -> Policy:
-    """The ε-greedy policy of a Q-network, as a categorical policy over params {"q": θ, "epsilon": ε}:
-    π(a|s) = ε / A + (1 − ε) [a = argmax_a' Q_θ(s, a')]; apply returns its log-probabilities [..., A]."""
-
-    def apply(params, obs):
-        q = q_network.apply(params["q"], obs)
-        greedy = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
-        epsilon = params["epsilon"]
-        return jnp.log(epsilon / q.shape[-1] + (1.0 - epsilon) * greedy)
-
-    return Policy(init=q_network.init, apply=apply, distribution=distributions.categorical)
+def check_discrete(env: Any, env_params: Any) -> None:
+    """ValueError unless the env's action space is Discrete (Q(s, ·) is a vector over actions)."""
+    space = env.action_space(env_params)
+    if not hasattr(space, "n"):
+        raise ValueError(f"`env` must have a Discrete action space for DQN; got {type(space).__name__}.")
 
 
 def transitions(traj: rollout.Trajectory) -> dict:
@@ -239,39 +168,44 @@ def make_algorithm(
     `env`, `env_params`: an environment instance to train on instead of `config.env_id` (which
     is then only a label), e.g. `rlpg.envs.AliasedGridworld()`; `env_params` defaults to its
     `default_params`. Its action space must be Discrete.
+
+    state.extra = {"target_params": θ⁻ (None without a target network: θ bootstraps itself),
+    "buffer": the `replay.ReplayBuffer` (None without replay), "grad_steps": [] int32 gradient
+    steps taken so far}.
     """
     config.validate()
     if env is None:
-        env, env_params = rollout.make_env(config.env_id)
+        env, env_params = envs.make(config.env_id)
     elif env_params is None:
         env_params = env.default_params
-    space = env.action_space(env_params)
-    if not isinstance(space, spaces.Discrete):
-        raise ValueError(f"`env` must have a Discrete action space for DQN; got {type(space).__name__}.")
+    check_discrete(env, env_params)
     obs_shape = env.observation_space(env_params).shape
-    q_network = policies.mlp_categorical(obs_shape, space.n, config.hidden, config.activation)
-    behaviour = epsilon_greedy(q_network)
-    progress = progress or print_progress
+    q_network = policies.mlp_categorical(obs_shape, env.action_space(env_params).n, config.hidden, config.activation)
+    behaviour = policies.epsilon_greedy(q_network)
+    progress = progress or default_progress(config)
 
     def optimizer(cfg: Config):
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+        return optim.clipped_adam(cfg.lr, cfg.max_grad_norm)
 
-    @checks_hparams(config, NUMERIC_FIELDS)
+    @checks_hparams(config)
     def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
         q_key, env_key, run_key = jax.random.split(key, 3)
         params = {"policy": q_network.init(q_key)}
-        envs = rollout.reset(env_key, env, env_params, config.num_envs)
-        example = {"obs": envs.obs[0], "action": jnp.zeros((), jnp.int32), "reward": jnp.zeros((), jnp.float32),
-                   "terminated": jnp.zeros((), bool), "next_obs": envs.obs[0]}  # one transition, as `transitions` makes
+        batch = rollout.reset(env_key, env, env_params, config.num_envs)
+        example = {"obs": batch.obs[0], "action": jnp.zeros((), jnp.int32), "reward": jnp.zeros((), jnp.float32),
+                   "terminated": jnp.zeros((), bool), "next_obs": batch.obs[0]}  # one transition, as `transitions` makes
+        extra = {
+            "target_params": params["policy"] if config.target_network else None,
+            "buffer": replay.init(example, config.buffer_size) if config.replay else None,
+            "grad_steps": jnp.zeros((), jnp.int32),
+        }
         return TrainState(
             params=params,
-            target_params=params["policy"] if config.target_network else None,
             opt_state=optimizer(config.replace(**hparams)).init(params),
-            buffer=replay.init(example, config.buffer_size) if config.replay else None,
-            envs=envs,
+            envs=batch,
+            extra=extra,
             key=run_key,
             update=jnp.zeros((), jnp.int32),
-            grad_steps=jnp.zeros((), jnp.int32),
             hparams=hparams,
         )
 
@@ -282,21 +216,22 @@ def make_algorithm(
         next_q_target = q_network.apply(jax.lax.stop_gradient(bootstrap), batch["next_obs"])
         next_q_online = q_network.apply(jax.lax.stop_gradient(params["policy"]), batch["next_obs"]) if config.double else None
         target = td_target(batch["reward"], batch["terminated"], next_q_target, cfg.gamma, next_q_online)
-        return td_loss(q_taken, target, config.loss), q_taken.mean()
+        return td_loss(q_taken, target, config.loss), {"q_mean": q_taken.mean()}
 
     def gradient_step(state: TrainState, key: jax.Array, latest: dict, cfg: Config):
-        batch = replay.sample(key, state.buffer, config.batch_size) if config.replay else latest
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.target_params, batch, cfg)
-        updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        grad_steps = state.grad_steps + 1
-        target_params = state.target_params
+        extra = state.extra
+        batch = replay.sample(key, extra["buffer"], config.batch_size) if config.replay else latest
+        params, opt_state, stats = optim.optimizer_step(
+            optimizer(cfg), loss_fn, state.params, state.opt_state, extra["target_params"], batch, cfg
+        )
+        grad_steps = extra["grad_steps"] + 1
+        target_params = extra["target_params"]
         if config.target_network:
             refreshed = optax.incremental_update(params["policy"], target_params, cfg.tau)
             refresh = grad_steps % config.target_update_every == 0
             target_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), refreshed, target_params)
-        new_state = state.replace(params=params, target_params=target_params, opt_state=opt_state, grad_steps=grad_steps)
-        return new_state, (loss, q_mean)
+        extra = {**extra, "target_params": target_params, "grad_steps": grad_steps}
+        return state.replace(params=params, opt_state=opt_state, extra=extra), (stats["loss"], stats["q_mean"])
 
     def learn(state: TrainState, key: jax.Array, latest: dict, cfg: Config):
         """`gradient_steps` gradient steps -> (state, mean loss, mean Q(s, a))."""
@@ -312,20 +247,21 @@ def make_algorithm(
         cfg = config.replace(**state.hparams)
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
         epsilon = epsilon_schedule(cfg, state.update * config.steps_per_update)
-        envs, traj = rollout.rollout(
+        batch, traj = rollout.rollout(
             rollout_key, behaviour, {"q": state.params["policy"], "epsilon": epsilon},
             env, env_params, state.envs, config.train_freq,
         )
         latest = transitions(traj)
-        buffer = replay.add(state.buffer, latest) if config.replay else None
+        buffer = replay.add(state.extra["buffer"], latest) if config.replay else None
         done_updates = state.update + 1
         env_steps = done_updates * config.steps_per_update
-        state = state.replace(buffer=buffer, envs=envs, key=key, update=done_updates)
+        state = state.replace(envs=batch, extra={**state.extra, "buffer": buffer}, key=key, update=done_updates)
         state, loss, q_mean = jax.lax.cond(
             env_steps >= config.learning_starts, learn, skip, state, learn_key, latest, cfg
         )
         metrics = update_metrics(
-            config, progress, done_updates, traj, loss=loss, q_mean=q_mean, epsilon=epsilon, grad_steps=state.grad_steps
+            config, progress, done_updates, traj, loss=loss, q_mean=q_mean, epsilon=epsilon,
+            grad_steps=state.extra["grad_steps"],
         )
         return state, metrics
 

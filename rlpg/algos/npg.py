@@ -17,104 +17,52 @@ max_kl, damping, max_grad_norm); `lr` is the value network's learning rate.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from rlpg import estimators, rollout
-from rlpg._checks import check_in_interval, check_positive
-from rlpg.algos import actor_critic
-from rlpg.algos.common import (
-    Algorithm,
-    RolloutSizes,
-    check_hidden,
-    checks_hparams,
-    check_run_sizes,
-    print_progress,
-    train_fn,
-    update_metrics,
-)
-
-NUMERIC_FIELDS = ("lr", "gamma", "lam", "max_kl", "damping", "max_grad_norm")
+from rlpg import estimators
+from rlpg.algos import on_policy, optim
+from rlpg.algos.common import OnPolicyConfig, numeric, numeric_fields, static
 
 
 @struct.dataclass
-class Config(RolloutSizes):
+class Config(OnPolicyConfig):
     """NPG configuration. Static fields fix the program's shapes; numeric ones are traced."""
 
-    env_id: str = struct.field(pytree_node=False, default="CartPole-v1")
-    num_envs: int = struct.field(pytree_node=False, default=16)
-    num_steps: int = struct.field(pytree_node=False, default=128)
-    total_timesteps: int = struct.field(pytree_node=False, default=200_000)
-    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    normalize_advantages: bool = struct.field(pytree_node=False, default=True)
-    cg_iters: int = struct.field(pytree_node=False, default=10)
-    value_steps: int = struct.field(pytree_node=False, default=10)
-    log_every: int = struct.field(pytree_node=False, default=0)
-    lr: float = 3e-3
-    gamma: float = 0.99
-    lam: float = 0.95
-    max_kl: float = 0.01
-    damping: float = 0.1
-    max_grad_norm: float = 0.5
-
-    def validate(self) -> "Config":
-        """Raise ValueError naming the first bad field; returns self."""
-        check_run_sizes(self, ("num_envs", "num_steps", "total_timesteps", "cg_iters", "value_steps"))
-        check_hidden(self.hidden)
-        check_positive("lr", self.lr)
-        check_in_interval("gamma", self.gamma, 0.0, 1.0)
-        check_in_interval("lam", self.lam, 0.0, 1.0)
-        check_positive("max_kl", self.max_kl)
-        check_in_interval("damping", self.damping, 0.0, float("inf"))
-        check_positive("max_grad_norm", self.max_grad_norm)
-        rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
-        return self
+    num_envs: int = static(16)
+    total_timesteps: int = static(200_000)
+    normalize_advantages: bool = static(True)
+    """standardize the advantages of each batch"""
+    cg_iters: int = static(10)
+    """conjugate-gradient iterations for F⁻¹g"""
+    value_steps: int = static(10)
+    """full-batch Adam steps of the value network per update"""
+    lr: float = numeric(3e-3, positive=True)
+    """Adam learning rate of the value network"""
+    lam: float = numeric(0.95, 0.0, 1.0)
+    """GAE λ"""
+    max_kl: float = numeric(0.01, positive=True)
+    """trust region δ, the KL each natural-gradient step aims at"""
+    damping: float = numeric(0.1)
+    """ζ added to the Fisher's diagonal"""
 
 
-@struct.dataclass
-class TrainState:
-    """Everything a run carries from one update to the next."""
-
-    params: dict  # {"policy": ..., "value": ...}
-    opt_state: Any  # the value network's Adam state
-    envs: rollout.EnvBatch
-    key: jax.Array
-    update: jax.Array  # [] int32, updates done so far
-    hparams: dict  # overrides of the numeric config fields (traced; {} for none)
+NUMERIC_FIELDS = numeric_fields(Config)
 
 
-def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None) -> Algorithm:
-    """NPG as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
-    config.validate()
-    env, env_params = rollout.make_env(config.env_id)
-    obs_shape = env.observation_space(env_params).shape
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation)
-    value_fn = rollout.policies.mlp_value(obs_shape, config.hidden, config.activation)
-    progress = progress or print_progress
+def make_learner(config: Config, networks: on_policy.Networks) -> on_policy.Learner:
+    """NPG's learning step: GAE advantages, the natural-gradient step of θ, then value_steps
+    Adam steps of V (opt_state: the value network's Adam state)."""
+    policy = networks.policy
 
     def value_optimizer(cfg: Config):
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+        return optim.clipped_adam(cfg.lr, cfg.max_grad_norm)
 
-    @checks_hparams(config, NUMERIC_FIELDS)
-    def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
-        params = {"policy": policy.init(policy_key), "value": value_fn.init(value_key)}
-        return TrainState(
-            params=params,
-            opt_state=value_optimizer(config.replace(**hparams)).init(params["value"]),
-            envs=rollout.reset(env_key, env, env_params, config.num_envs),
-            key=run_key,
-            update=jnp.zeros((), jnp.int32),
-            hparams=hparams,
-        )
-
-    def policy_step(policy_params, traj: rollout.Trajectory, advantages, cfg: Config):
+    def policy_step(policy_params, traj, advantages, cfg: Config):
         """θ + the natural gradient step, and the step's diagnostics."""
         theta, unravel = ravel_pytree(policy_params)
         weights = estimators.reinforce_weights(advantages, None, config.normalize_advantages)
@@ -140,38 +88,29 @@ def make_algorithm(config: Config, progress: Callable[[dict], None] | None = Non
             "kl": jnp.mean(policy.distribution.kl(old_dist, new_dist)),
         }
 
-    def value_steps(value_params, opt_state, obs, targets, cfg: Config):
-        def step(carry, _):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(lambda p: estimators.value_loss(value_fn.apply(p, obs), targets))(params)
-            updates, opt_state = value_optimizer(cfg).update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+    def value_loss(value_params, params, obs, targets):
+        return estimators.value_loss(networks.value({**params, "value": value_params}, obs), targets)
 
-        return jax.lax.scan(step, (value_params, opt_state), None, length=config.value_steps)
+    def learn(params, opt_state, extra, traj, cfg: Config, key):
+        _, advantages, targets = on_policy.values_and_advantages(
+            lambda obs: networks.value(params, obs), traj, traj.reward, cfg.gamma, cfg.lam
+        )
+        policy_params, stats = policy_step(params["policy"], traj, advantages, cfg)
+        value_params, opt_state, value_losses = optim.fit(
+            value_optimizer(cfg), value_loss, params["value"], opt_state, config.value_steps, params, traj.obs, targets
+        )
+        stats["value_loss"] = value_losses[0]  # before this update's value steps
+        return {"policy": policy_params, "value": value_params}, opt_state, extra, stats
 
-    def update(state: TrainState) -> tuple[TrainState, dict]:
-        cfg = config.replace(**state.hparams)
-        key, rollout_key = jax.random.split(state.key)
-        envs, traj = rollout.rollout(
-            rollout_key, policy, state.params["policy"], env, env_params, state.envs, config.num_steps
-        )
-        _, advantages, targets = actor_critic.values_and_advantages(
-            lambda obs: value_fn.apply(state.params["value"], obs), traj, traj.reward, cfg.gamma, cfg.lam
-        )
-        policy_params, stats = policy_step(state.params["policy"], traj, advantages, cfg)
-        (value_params, opt_state), value_losses = value_steps(
-            state.params["value"], state.opt_state, traj.obs, targets, cfg
-        )
-        done_updates = state.update + 1
-        # value_loss: before this update's value steps
-        metrics = update_metrics(config, progress, done_updates, traj, **stats, value_loss=value_losses[0])
-        new_state = state.replace(
-            params={"policy": policy_params, "value": value_params}, opt_state=opt_state, envs=envs, key=key,
-            update=done_updates,
-        )
-        return new_state, metrics
+    def init(params, cfg: Config):
+        return value_optimizer(cfg).init(params["value"]), {}
 
-    return Algorithm(init, update, config.num_updates, policy, env, env_params)
+    return on_policy.Learner(init=init, learn=learn)
+
+
+def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None):
+    """NPG as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
+    return on_policy.make_algorithm(config, make_learner, progress)
 
 
 def make_train(config: Config, progress: Callable[[dict], None] | None = None):
@@ -183,4 +122,4 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
     model holds), value_loss. With `config.log_every = K > 0`, every K updates
     `progress(metrics_of_that_update)` is called from inside the compiled program.
     """
-    return train_fn(make_algorithm(config, progress))
+    return on_policy.make_train(config, make_learner, progress)

@@ -60,74 +60,51 @@ dict of (traced) arrays, `jax.vmap(train)(keys, {"lr": lrs})`, to sweep them in 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import typing
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from rlpg import estimators, returns, rollout
-from rlpg._checks import check_in_interval, check_positive
-from rlpg.algos import actor_critic
-from rlpg.algos.common import (
-    Algorithm,
-    RolloutSizes,
-    check_hidden,
-    check_hparams,
-    check_run_sizes,
-    checks_hparams,
-    print_progress,
-    train_fn,
-    update_metrics,
-)
+from rlpg.algos import on_policy, optim
+from rlpg.algos.common import OnPolicyConfig, check_hparams, numeric, numeric_fields, static
 
-RETURNS = ("reward_to_go", "total")
-BASELINES = ("none", "mean", "rloo", "value")
-TIME_LIMITS = ("end", "bootstrap")
-DISCOUNT_WEIGHTINGS = ("common", "gradient")
-NUMERIC_FIELDS = ("lr", "gamma", "value_coef", "ent_coef", "max_grad_norm", "reward_scale")
+Returns = Literal["reward_to_go", "total"]
+Baseline = Literal["none", "mean", "rloo", "value"]
+TimeLimits = Literal["end", "bootstrap"]
+DiscountWeighting = Literal["common", "gradient"]
+RETURNS, BASELINES, TIME_LIMITS, DISCOUNT_WEIGHTINGS = map(typing.get_args, (Returns, Baseline, TimeLimits, DiscountWeighting))
 
 
 @struct.dataclass
-class Config(RolloutSizes):
+class Config(OnPolicyConfig):
     """REINFORCE configuration. Static fields fix the program's shapes; numeric ones are traced."""
 
-    env_id: str = struct.field(pytree_node=False, default="CartPole-v1")
-    num_envs: int = struct.field(pytree_node=False, default=8)
-    num_steps: int = struct.field(pytree_node=False, default=500)
-    total_timesteps: int = struct.field(pytree_node=False, default=500_000)
-    policy: str = struct.field(pytree_node=False, default="mlp")  # "mlp" or "linear" (rollout.make_policy)
-    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    returns: str = struct.field(pytree_node=False, default="reward_to_go")
-    baseline: str = struct.field(pytree_node=False, default="value")
-    normalize: bool = struct.field(pytree_node=False, default=True)
-    discount_weighting: str = struct.field(pytree_node=False, default="common")  # "gradient": γ^t G_t, the gradient of J_γ
-    time_limits: str = struct.field(pytree_node=False, default="end")  # "bootstrap": a time limit continues with V (baseline="value")
-    log_every: int = struct.field(pytree_node=False, default=0)
-    lr: float = 3e-3
-    gamma: float = 0.99
-    value_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    reward_scale: float = 1.0  # rewards are multiplied by this before returns (metrics stay unscaled)
+    num_steps: int = static(500)
+    returns: Returns = static("reward_to_go")
+    """weight of each log-prob: the reward-to-go G_t or the whole episode's return R(τ)"""
+    baseline: Baseline = static("value")
+    """subtracted from the returns: none, the batch mean, the other envs' mean (leave-one-out), or a learned V(s)"""
+    normalize: bool = static(True)
+    """standardize each weight by the other environments' mean and spread (leave-one-out: still a
+    positive multiple of the same gradient)"""
+    discount_weighting: DiscountWeighting = static("common")
+    """"common" weights by G_t (the usual update), "gradient" by γ^t G_t (the gradient of the discounted return)"""
+    time_limits: TimeLimits = static("end")
+    """a time limit "end"s the episode (finite-horizon objective, every baseline) or, with
+    baseline="value", "bootstrap"s from V of the state reached (the time limit is not part of the task)"""
+    value_coef: float = numeric(0.5)
+    """weight of the value loss"""
+    ent_coef: float = numeric(0.0)
+    """weight of the entropy bonus"""
+    reward_scale: float = numeric(1.0, positive=True)
+    """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
 
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad field; returns self."""
-        check_run_sizes(self, ("num_envs", "num_steps", "total_timesteps"))
-        check_hidden(self.hidden)
-        if self.policy not in rollout.POLICY_KINDS:
-            raise ValueError(f"`policy` must be one of {rollout.POLICY_KINDS}; got {self.policy!r}.")
-        if self.returns not in RETURNS:
-            raise ValueError(f"`returns` must be one of {RETURNS}; got {self.returns!r}.")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"`baseline` must be one of {BASELINES}; got {self.baseline!r}.")
-        if self.discount_weighting not in DISCOUNT_WEIGHTINGS:
-            raise ValueError(
-                f"`discount_weighting` must be one of {DISCOUNT_WEIGHTINGS}; got {self.discount_weighting!r}."
-            )
-        if self.time_limits not in TIME_LIMITS:
-            raise ValueError(f"`time_limits` must be one of {TIME_LIMITS}; got {self.time_limits!r}.")
+        super().validate()
         if self.time_limits == "bootstrap" and self.baseline != "value":
             raise ValueError(
                 f"`time_limits`='bootstrap' continues a truncated episode with the learned V, so it needs "
@@ -138,27 +115,10 @@ class Config(RolloutSizes):
                 f"`num_envs` must be >= 2 with baseline='rloo' or normalize=True (statistics of the other "
                 f"environments); got {self.num_envs}."
             )
-        check_positive("lr", self.lr)
-        check_in_interval("gamma", self.gamma, 0.0, 1.0)
-        check_in_interval("value_coef", self.value_coef, 0.0, float("inf"))
-        check_in_interval("ent_coef", self.ent_coef, 0.0, float("inf"))
-        check_positive("max_grad_norm", self.max_grad_norm)
-        check_positive("reward_scale", self.reward_scale)
-        env, env_params = rollout.make_env(self.env_id)  # unknown ids fail here, naming close ones
-        rollout.make_policy(env, env_params, self.hidden, self.activation, self.policy)  # and policies that don't fit the env
         return self
 
 
-@struct.dataclass
-class TrainState:
-    """Everything a run carries from one update to the next."""
-
-    params: dict  # {"policy": ..., "value": ...} ("value" only with the learned baseline)
-    opt_state: Any
-    envs: rollout.EnvBatch
-    key: jax.Array
-    update: jax.Array  # [] int32, updates done so far
-    hparams: dict  # overrides of the numeric config fields (traced; {} for none)
+NUMERIC_FIELDS = numeric_fields(Config)
 
 
 @struct.dataclass
@@ -234,18 +194,10 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
     return jax.lax.stop_gradient(weights), g
 
 
-def _networks(config: Config):
-    """(env, env_params, policy, value_fn) of a validated config."""
-    config.validate()
-    env, env_params = rollout.make_env(config.env_id)
-    policy = rollout.make_policy(env, env_params, config.hidden, config.activation, config.policy)
-    value_fn = rollout.policies.mlp_value(env.observation_space(env_params).shape, config.hidden, config.activation)
-    return env, env_params, policy, value_fn
-
-
-def _loss_fn(config: Config, policy, value_fn) -> Callable:
+def _loss_fn(config: Config, networks: on_policy.Networks) -> Callable:
     """`loss_fn(params, window, cfg) -> (loss, aux)`: the loss L(θ, w) of the module docstring."""
     use_value = config.baseline == "value"
+    policy = networks.policy
 
     def loss_fn(params, window: Window, cfg: Config):
         traj = window.traj
@@ -253,8 +205,8 @@ def _loss_fn(config: Config, policy, value_fn) -> Callable:
         log_prob = policy.distribution.log_prob(dist, traj.action)
         entropy = policy.distribution.entropy(dist)
         if use_value:  # V(s'_t) is only a target: no gradient, so no backward pass over it (~20% faster)
-            values = value_fn.apply(params["value"], traj.obs)
-            next_values = value_fn.apply(jax.lax.stop_gradient(params["value"]), traj.next_obs)
+            values = networks.value(params, traj.obs)
+            next_values = networks.value(jax.lax.stop_gradient(params), traj.next_obs)
         else:
             values = next_values = jnp.zeros_like(traj.reward)
         weights, targets = weights_and_targets(
@@ -270,19 +222,18 @@ def _loss_fn(config: Config, policy, value_fn) -> Callable:
     return loss_fn
 
 
-def make_policy_gradient(config: Config) -> Callable:
+def make_policy_gradient(config: Config, networks: on_policy.Networks | None = None) -> Callable:
     """`gradient(params, window, hparams=None) -> ĝ`: the update's policy-gradient estimate on a window.
 
     ĝ = −∇_θ L, the policy part of the gradient that `make_algorithm`'s update hands to its
     optimizer (the same loss; with ent_coef = 0, in expectation a positive multiple of the
     gradient in the module's table). params {"policy", "value"?} as in `TrainState`; window from
-    `collect`; ĝ is shaped like params["policy"].
+    `collect`; ĝ is shaped like params["policy"]. `networks`: the config's (`on_policy.make_networks`).
     """
-    _, _, policy, value_fn = _networks(config)
-    loss_fn = _loss_fn(config, policy, value_fn)
+    loss_fn = _loss_fn(config, networks or on_policy.make_networks(config.validate()))
 
     def gradient(params, window: Window, hparams=None):
-        cfg = config.replace(**check_hparams(hparams, NUMERIC_FIELDS, config))
+        cfg = config.replace(**check_hparams(hparams, config))
         grads, _ = jax.grad(loss_fn, has_aux=True)(params, window, cfg)
         return jax.tree.map(jnp.negative, grads["policy"])
 
@@ -293,56 +244,44 @@ def make_gradient_estimator(config: Config) -> Callable:
     """`estimate(key, params, envs, hparams=None) -> (envs, ĝ, window)`: one update's window
     (`collect`, from the carried envs) and its estimate (`make_policy_gradient`), as the update
     computes them; returns the envs to carry on from."""
-    env, env_params, policy, _ = _networks(config)
-    gradient = make_policy_gradient(config)
+    networks = on_policy.make_networks(config.validate())
+    gradient = make_policy_gradient(config, networks)
 
     def estimate(key, params, envs, hparams=None):
-        envs, window = collect(key, config, policy, params["policy"], env, env_params, envs)
+        envs, window = collect(key, config, networks.policy, params["policy"], networks.env, networks.env_params, envs)
         return envs, gradient(params, window, hparams), window
 
     return estimate
 
 
-def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None) -> Algorithm:
-    """REINFORCE as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
-    env, env_params, policy, value_fn = _networks(config)
-    use_value = config.baseline == "value"
-    loss_fn = _loss_fn(config, policy, value_fn)
-    progress = progress or print_progress
+def make_learner(config: Config, networks: on_policy.Networks) -> on_policy.Learner:
+    """REINFORCE's learning step on a `Window` (its own `collect`): one Adam step on L(θ, w)."""
+    loss_fn = _loss_fn(config, networks)
 
     def optimizer(cfg: Config):  # policy and value clipped apart (a large value loss must not shrink the policy step)
-        return actor_critic.adam(cfg.lr, cfg.max_grad_norm)
+        return optim.adam(cfg.lr, cfg.max_grad_norm)
 
-    @checks_hparams(config, NUMERIC_FIELDS)
-    def init(key: jax.Array, hparams: dict | None = None) -> TrainState:
-        policy_key, value_key, env_key, run_key = jax.random.split(key, 4)
-        params = {"policy": policy.init(policy_key)}
-        if use_value:
-            params["value"] = value_fn.init(value_key)
-        return TrainState(
-            params=params,
-            opt_state=optimizer(config.replace(**hparams)).init(params),
-            envs=rollout.reset(env_key, env, env_params, config.num_envs),
-            key=run_key,
-            update=jnp.zeros((), jnp.int32),
-            hparams=hparams,
-        )
+    def window(key, policy_params, envs):
+        envs, window = collect(key, config, networks.policy, policy_params, networks.env, networks.env_params, envs)
+        return envs, window.traj, window
 
-    def update(state: TrainState) -> tuple[TrainState, dict]:
-        cfg = config.replace(**state.hparams)
-        key, rollout_key = jax.random.split(state.key)
-        envs, window = collect(rollout_key, config, policy, state.params["policy"], env, env_params, state.envs)
-        params, opt_state, stats = actor_critic.optimizer_step(
-            optimizer(cfg), loss_fn, state.params, state.opt_state, window, cfg
-        )
-        done_updates = state.update + 1
+    def learn(params, opt_state, extra, window: Window, cfg: Config, key):
+        params, opt_state, stats = optim.optimizer_step(optimizer(cfg), loss_fn, params, opt_state, window, cfg)
         if counts_by_start(config):
             stats["continuation_steps"] = jnp.sum(window.mask[config.num_steps :]).astype(jnp.int32)
-        metrics = update_metrics(config, progress, done_updates, window.traj, **stats)
-        new_state = state.replace(params=params, opt_state=opt_state, envs=envs, key=key, update=done_updates)
-        return new_state, metrics
+        return params, opt_state, extra, stats
 
-    return Algorithm(init, update, config.num_updates, policy, env, env_params)
+    return on_policy.Learner(
+        init=lambda params, cfg: (optimizer(cfg).init(params), {}),
+        learn=learn,
+        uses_value=config.baseline == "value",
+        collect=window,
+    )
+
+
+def make_algorithm(config: Config, progress: Callable[[dict], None] | None = None):
+    """REINFORCE as `Algorithm(init, update, ...)`; see `make_train` for the metrics and progress."""
+    return on_policy.make_algorithm(config, make_learner, progress)
 
 
 def make_train(config: Config, progress: Callable[[dict], None] | None = None):
@@ -357,4 +296,4 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
     from inside the compiled program (default: print a line); under vmap it is called once per
     batch element.
     """
-    return train_fn(make_algorithm(config, progress))
+    return on_policy.make_train(config, make_learner, progress)

@@ -20,16 +20,18 @@ episode under the time limit H = `params.max_steps_in_episode` is
 
 `make(env_id)` builds them by id (`REGISTRY`: MultiArmedBandit-v0 with arm means 1, 2, 4, 3,
 ContinuousBandit-v0 with optimum 1.5, CliffWalking-v0, AliasedGridworld-v0, LongEpisodeChain-v0, RandomMDP-v0:
-`RandomTabularMDP.from_key(PRNGKey(0), 5, 3)` with H = 5, LQR-v0 a noisy double integrator), and so does
-`rlpg.rollout.make_env`, so the training loops and `experiments.train --env` run on them.
+`RandomTabularMDP.from_key(PRNGKey(0), 5, 3)` with H = 5, LQR-v0 a noisy double integrator), the one environment factory of rlpg
+(gymnax ids and registered ones too), so the training loops and `experiments.train --env` run on them.
 
 Any other environment: `register(env_id, factory)`, and the adapters `BraxEnv` (ids
 `brax/<name>`) and `LegacyGymnaxEnv` (the older 5-value step; ids `craftax/<name>`); see
 `rlpg.envs.registration` and `rlpg.envs.adapters`.
 """
 
+import difflib
 from typing import Any, Callable
 
+import gymnax
 import jax
 
 from rlpg.envs.bandits import ContinuousBandit, ContinuousBanditParams, ContinuousBanditState, MultiArmedBandit
@@ -42,10 +44,10 @@ from rlpg.envs.tabular import (
     FiniteEnvParams,
     FiniteEnvState,
     RandomTabularMDP,
-    observation_action_features,
 )
+from rlpg.policies import observation_action_features  # the features of the worlds' linear softmax
 
-# The textbook worlds by id, for `rlpg.rollout.make_env` and `--env` (gymnax ids work there too).
+# The textbook worlds by id, for `make` and `--env` (gymnax ids work there too).
 REGISTRY: dict[str, Callable[[], Any]] = {
     "MultiArmedBandit-v0": lambda: MultiArmedBandit(arm_means=(1.0, 2.0, 4.0, 3.0)),
     "ContinuousBandit-v0": lambda: ContinuousBandit(optimum=1.5, width=1.0),
@@ -62,12 +64,25 @@ REGISTRY: dict[str, Callable[[], Any]] = {
 }
 
 
-def make(env_id: str) -> tuple[Any, Any]:
-    """(env, env_params) of a textbook world in `REGISTRY`, with its default parameters."""
-    if env_id not in REGISTRY:
-        raise ValueError(f"`env_id` must be one of {sorted(REGISTRY)}; got {env_id!r}.")
-    env = REGISTRY[env_id]()
-    return env, env.default_params
+def make(env_id: str, **env_kwargs) -> tuple[Any, Any]:
+    """(env, env_params) for a gymnax id, a textbook world of `REGISTRY`, or an id of
+    `rlpg.envs.register` (`brax/<name>`, `craftax/<name>`, `module:id`; see
+    `rlpg.envs.registration`); an unknown id names the close ones."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"`env` must be an environment id (str); got {env_id!r}.")
+    if is_registered(env_id):
+        if env_kwargs:
+            raise ValueError(f"`env_kwargs` {sorted(env_kwargs)} apply to gymnax ids only; {env_id!r} is registered.")
+        return make_registered(env_id)
+    if env_id in REGISTRY and not env_kwargs:
+        env = REGISTRY[env_id]()
+        return env, env.default_params
+    if env_id not in gymnax.registered_envs:
+        known = list(gymnax.registered_envs) + list(REGISTRY) + registered_ids()
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"`env` {env_id!r} is not a gymnax id, a world of rlpg.envs.REGISTRY or an id of rlpg.envs.register.{hint}")
+    return gymnax.make(env_id, **env_kwargs)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Environments by id beyond gymnax's own: `register(env_id, factory)` and the adapted suites.
 
-An id reaches `rlpg.rollout.make_env`, so `Config.env_id` of every algorithm,
+An id reaches `rlpg.envs.make`, so `Config.env_id` of every algorithm,
 `experiments.train --env` and `rlpg.load_policy` (which rebuilds a run's env from its saved id)
 all take it. Ids are resolved in this order:
 

@@ -47,7 +47,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from rlpg import exact, policies
-from rlpg._checks import check_in_interval, check_min_rank, check_rank, check_shape
+from rlpg._checks import check_in_interval, check_rank, check_shape
 from rlpg.policies import Policy
 
 
@@ -79,22 +79,6 @@ class FiniteEnvParams(environment.EnvParams):
     observations: jax.Array
     gamma: jax.Array
     max_steps_in_episode: int = 100
-
-
-def observation_action_features(num_actions: int):
-    """The features of a linear softmax over observations: o [..., F] -> φ [..., A, F·A].
-
-    φ(o, a)[f·A + a'] = o_f · 1[a = a'], so φ(o, a)ᵀθ = Σ_f o_f W[f, a] with W = θ.reshape(F, A).
-    """
-
-    def features(obs: jax.Array) -> jax.Array:
-        check_min_rank("obs", obs, 1, "[..., F]")
-        num_features = jnp.shape(obs)[-1]
-        eye = jnp.eye(num_actions, dtype=jnp.result_type(obs, jnp.float32))
-        phi = obs[..., None, :, None] * eye[:, None, :]  # [..., A, F, A]
-        return jnp.reshape(phi, jnp.shape(obs)[:-1] + (num_actions, num_features * num_actions))
-
-    return features
 
 
 class FiniteEnv(environment.Environment[FiniteEnvState, FiniteEnvParams]):
@@ -227,13 +211,13 @@ class FiniteEnv(environment.Environment[FiniteEnvState, FiniteEnvParams]):
         """φ [S, A, F·A]: `observation_action_features` of each state's observation, for
         `rlpg.exact.features_expected_return(self.tabular_mdp(), θ, φ)`."""
         params = self.default_params if params is None else params
-        return observation_action_features(self._num_actions)(params.observations)
+        return policies.observation_action_features(self._num_actions)(params.observations)
 
     def linear_softmax_policy(self) -> Policy:
         """π(a|o) ∝ exp(φ(o, a)ᵀθ) over this env's observations, θ [F·A] (zeros at init):
         the policy whose exact J is `features_expected_return(mdp, θ, self.features())`."""
         A, F = self._num_actions, self.num_features
-        return policies.linear_softmax(observation_action_features(A), F * A)
+        return policies.linear_softmax(policies.observation_action_features(A), F * A)
 
 
 class RandomTabularMDP(FiniteEnv):

@@ -1,5 +1,5 @@
-"""What the actor-critic algorithms (A2C, PPO, NPG) share: the learned value's advantages,
-reward normalization, the Adam optimizer with per-network gradient clipping and its step, and
+"""The optimizer pieces the algorithms share: Adam with gradient clipping (per network apart,
+or over all parameters), one optimizer step on a loss, a loop of full-batch steps, and
 shuffled minibatches."""
 
 from __future__ import annotations
@@ -11,65 +11,49 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlpg import normalization, returns, rollout
-
-
-def values_and_advantages(
-    value_apply: Callable[[jax.Array], jax.Array],
-    traj: rollout.Trajectory,
-    rewards: jax.Array,
-    gamma: float | jax.Array,
-    lam: float | jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """V(s_t), GAE(γ, λ) advantages and value targets for a window, all [T, B] (no gradient).
-
-    V(s_t) and V(s'_t) come from one batched pass of `value_apply(obs [..., *obs_shape]) -> [...]`
-    over [2, T, B, ...]; s'_t is the pre-reset final observation, so `returns.gae` bootstraps
-    on truncation and not on termination. `rewards` [T, B] replace `traj.reward` (e.g. scaled).
-    """
-    values, next_values = jax.lax.stop_gradient(value_apply(jnp.stack([traj.obs, traj.next_obs])))
-    advantages, targets = returns.gae(rewards, values, next_values, traj.terminated, traj.truncated, gamma, lam)
-    return values, advantages, targets
-
-
-def normalize_rewards(
-    stats: normalization.RunningStats,
-    discounted_return: jax.Array,
-    rewards: jax.Array,
-    dones: jax.Array,
-    gamma: float | jax.Array,
-) -> tuple[jax.Array, normalization.RunningStats, jax.Array]:
-    """r_t / std(g), with g the running discounted return of each environment and its spread one
-    statistic over every environment and step seen so far (this window merged in first).
-
-    Args:
-      stats: [] running statistic of g; discounted_return: [B] the carry of g.
-      rewards, dones: [T, B].
-    Returns:
-      (scaled rewards [T, B], updated stats, the carry [B] for the next window).
-    """
-    g, discounted_return = returns.running_discounted_return(rewards, dones, gamma, discounted_return)
-    stats = normalization.update_stats(stats, g)
-    return normalization.scale(stats, rewards), stats, discounted_return
-
 
 def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: int = 0):
     """Adam on `{"policy": ..., "value": ...}` with each network's gradient clipped to global norm
     `max_grad_norm` apart (a large value loss must not shrink the policy's step). With
     `anneal_steps` > 0 the learning rate decays linearly from `lr` to 0 over that many steps."""
     learning_rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
-    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+    tx = clipped_adam(learning_rate, max_grad_norm)
     return optax.multi_transform({"policy": tx, "value": tx}, lambda params: {k: k for k in params})
 
 
-def optimizer_step(optimizer: optax.GradientTransformation, loss_fn: Callable, params: dict, opt_state, *args):
-    """One step of `optimizer` (e.g. `adam`) on `loss_fn(params, *args) -> (loss, aux dict)` for
-    params {"policy": ..., "value": ...}. Returns (params, opt_state, stats) with stats =
-    {"loss", **aux, "grad_norm"}, grad_norm the global norm of the policy's gradient before clipping."""
+def clipped_adam(lr: float | jax.Array | optax.Schedule, max_grad_norm: float | jax.Array):
+    """Adam on the whole gradient, clipped first to global norm `max_grad_norm`."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
+
+
+def optimizer_step(optimizer: optax.GradientTransformation, loss_fn: Callable, params: Any, opt_state, *args):
+    """One step of `optimizer` on `loss_fn(params, *args) -> (loss, aux dict)`.
+
+    Returns (params, opt_state, stats) with stats = {"loss", **aux, "grad_norm"}, grad_norm the
+    global norm of the gradient before clipping: of params["policy"] when params has a policy,
+    else of all of params.
+    """
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    stats = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads["policy"])}
+    policy_grads = grads["policy"] if isinstance(grads, dict) and "policy" in grads else grads
+    stats = {"loss": loss, **aux, "grad_norm": optax.tree.norm(policy_grads)}
     return optax.apply_updates(params, updates), opt_state, stats
+
+
+def fit(optimizer: optax.GradientTransformation, loss_fn: Callable, params: Any, opt_state, num_steps: int, *args):
+    """`num_steps` full-batch steps of `optimizer` on `loss_fn(params, *args) -> loss`, in one scan.
+
+    Returns (params, opt_state, losses [num_steps]), each loss before its step.
+    """
+
+    def step(carry, _):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, *args)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), None, length=num_steps)
+    return params, opt_state, losses
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:

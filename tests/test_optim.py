@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlpg.algos import actor_critic
+from rlpg.algos import optim
 
-permutation = jax.jit(actor_critic.permutation, static_argnums=1)
+permutation = jax.jit(optim.permutation, static_argnums=1)
 
 
 def numpy_permutation(key, n):
@@ -36,7 +36,7 @@ def test_equals_a_numpy_stable_argsort_reference(n, seed):
 
 
 def test_every_order_equally_likely():
-    draws = jax.jit(jax.vmap(lambda k: actor_critic.permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(0), 24_000))
+    draws = jax.jit(jax.vmap(lambda k: optim.permutation(k, 4)))(jax.random.split(jax.random.PRNGKey(0), 24_000))
     counts = collections.Counter(map(tuple, np.asarray(draws).tolist()))
     assert len(counts) == 24
     expected = 1000
@@ -46,7 +46,7 @@ def test_every_order_equally_likely():
 
 def test_positions_uniform_at_ppo_batch_size():
     """Where element 0 and the last element land, over 4000 shuffles of 2048: uniform over 16 bins."""
-    draws = np.asarray(jax.jit(jax.vmap(lambda k: actor_critic.permutation(k, 2048)))(jax.random.split(jax.random.PRNGKey(1), 4000)))
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: optim.permutation(k, 2048)))(jax.random.split(jax.random.PRNGKey(1), 4000)))
     for element in (0, 2047):
         position = np.argmax(draws == element, axis=1)
         counts = np.bincount(position // 128, minlength=16)
@@ -61,9 +61,9 @@ def test_large_batches_defer_to_jax():
 
 def test_minibatches_partition_the_batch():
     data = {"obs": jnp.arange(24.0).reshape(12, 2), "action": jnp.arange(12)}
-    mb = actor_critic.minibatches(jax.random.PRNGKey(0), data, 3)
+    mb = optim.minibatches(jax.random.PRNGKey(0), data, 3)
     assert mb["obs"].shape == (3, 4, 2) and mb["action"].shape == (3, 4)
     np.testing.assert_array_equal(np.sort(np.asarray(mb["action"]).ravel()), np.arange(12))
     np.testing.assert_array_equal(mb["obs"][..., 0], 2.0 * mb["action"])  # rows stay together
     with pytest.raises(ValueError, match=r"`num_minibatches` \(5\) must divide the batch size 12"):
-        actor_critic.minibatches(jax.random.PRNGKey(0), data, 5)
+        optim.minibatches(jax.random.PRNGKey(0), data, 5)
