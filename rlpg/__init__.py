@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "algos", "compile_cache", "distributions", "envs", "estimators", "exact", "experiment", "lab",
-    "normalization", "pathwise", "policies", "replay", "returns", "rollout", "sharding", "tracking",
+    "normalization", "pathwise", "policies", "progress", "replay", "returns", "rollout", "sharding", "tracking",
+    "value_learning",
 )
 _FUNCTIONS = {"checked": "rlpg._checks", "load_policy": "rlpg.experiment"}
 
