@@ -25,12 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import distributions, exact, returns
-from rlpg import rollout as rollout_module
+from rlpg import distributions, envs, exact, returns
 from rlpg.algos import reinforce
 from rlpg._checks import check_floating, check_key, check_rank, check_same_shape, check_shape, check_size
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
-from rlpg.policies import Policy
+from rlpg.policies import Policy, make_policy
 from rlpg.rollout import Trajectory, reset, rollout
 
 VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline", "normalized")
@@ -310,8 +309,8 @@ def measure_training_path(
       windows − c∇J‖ / ‖c∇J‖}}]}.
     """
     first = next(iter(configs.values()))
-    env, env_params = rollout_module.make_env(first.env_id)
-    policy = rollout_module.make_policy(env, env_params, kind="linear")
+    env, env_params = envs.make(first.env_id)
+    policy = make_policy(env, env_params, kind="linear")
     horizon = int(env_params.max_steps_in_episode)
     mdp = env.tabular_mdp(env_params)
     obs = env_params.observations
@@ -328,7 +327,7 @@ def measure_training_path(
 
     @jax.jit
     def run(key):
-        batch = rollout_module.reset(key, env, env_params, first.num_envs)
+        batch = reset(key, env, env_params, first.num_envs)
 
         def window(carry, k):
             counted_envs, carried_envs = carry
