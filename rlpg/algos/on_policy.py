@@ -6,7 +6,8 @@ update: split the run's key, collect a window of experience with the current pol
 
     learn(params, opt_state, extra, batch, cfg, key) -> (params, opt_state, extra, stats),
 
-merge the window's observations into the running statistics (`normalize_obs`), count the update
+merge the window's num_steps × num_envs observations into the running statistics
+(`normalize_obs`), count the update
 and report its metrics (`common.update_metrics`). `cfg` is the config with the run's traced
 `hparams` in place; `key` is a fresh key when the learner asks for one (`uses_key`), else None.
 A new on-policy algorithm is a Config (a subclass of `common.OnPolicyConfig`) and a
@@ -124,7 +125,8 @@ def make_algorithm(
             state.params, state.opt_state, state.extra, batch, cfg, learn_key[0] if learn_key else None
         )
         if config.normalize_obs:  # after learning: an update's data is judged by the statistics it was collected under
-            obs_stats = normalization.update_stats(params["policy"]["obs_stats"], traj.obs.astype(jnp.float32))
+            window_obs = traj.obs[: config.num_steps].astype(jnp.float32)  # not a continuation's padding (REINFORCE)
+            obs_stats = normalization.update_stats(params["policy"]["obs_stats"], window_obs)
             params = {**params, "policy": {**params["policy"], "obs_stats": obs_stats}}
         done_updates = state.update + 1
         metrics = update_metrics(config, progress, done_updates, traj, **stats)
