@@ -134,6 +134,8 @@ class BaseConfig:
     are traced, so `train(key, hparams)` sweeps them in one compile. `validate` checks every
     field from its type and metadata (sizes, bools, `Literal` choices, numeric ranges)."""
 
+    per_update_text = "num_envs × num_steps"  # how `steps_per_update` is formed, for messages (not a field)
+
     env_id: str = static("CartPole-v1")
     """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0),
     brax/<name>, craftax/<name>, or an id of rlpg.envs.register"""
@@ -170,10 +172,10 @@ class BaseConfig:
         for field in dataclasses.fields(self):
             name, value, kind = field.name, getattr(self, field.name), types[field.name]
             if field.metadata.get("pytree_node", True):
-                if field.metadata["positive"]:
+                if field.metadata.get("positive", False):
                     check_positive(name, value)
-                else:
-                    check_in_interval(name, value, field.metadata["low"], field.metadata["high"])
+                else:  # a plain `x: float = 1.0` field: any finite number
+                    check_in_interval(name, value, field.metadata.get("low", -math.inf), field.metadata.get("high", math.inf))
             elif kind is bool:
                 check_bool(name, value)
             elif kind is int:
@@ -192,8 +194,6 @@ class BaseConfig:
 
     def check_env(self, env: Any, env_params: Any) -> None:
         """Raise ValueError if the algorithm cannot train on this env (e.g. its action space)."""
-
-    per_update_text = "num_envs × num_steps"  # how `steps_per_update` is formed, for messages
 
 
 @struct.dataclass
