@@ -8,6 +8,10 @@ Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 
+Flags: the script's own (`ScriptArgs`) and one per field of the Configs of `rlpg.algos.ALGOS`
+(`config_flags`: type and choices from the field's annotation, help its docstring; unset, the
+algorithm's own default), so a newly registered algorithm brings its flags along.
+
 Many devices (rlpg.sharding): `--devices all` spreads the seeds over every device, still bit for
 bit (against one device of the same backend); `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
 across them, equal to one device up to float rounding), and the remaining factor splits the
@@ -326,8 +330,8 @@ def resume_args(args: Args) -> tuple[Args, Path]:
 
 
 def check_resume_flags(given: list[str]) -> None:
-    """Refuse, by name, the flags in `given` (names of Args fields) that may not accompany --resume."""
-    refused = [name for name in given if name not in ("resume", *experiment.RESUME_SAFE_FLAGS)]
+    """Refuse, by name (sorted), the flags in `given` (names of Args fields) that may not accompany --resume."""
+    refused = sorted(name for name in given if name not in ("resume", *experiment.RESUME_SAFE_FLAGS))
     if refused:
         names = ", ".join(f"--{n.replace('_', '-')}" for n in refused)
         safe = ", ".join(f"--{n.replace('_', '-')}" for n in experiment.RESUME_SAFE_FLAGS)
