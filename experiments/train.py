@@ -8,6 +8,10 @@ Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 
+Flags: the script's own (`ScriptArgs`) and one per field of the Configs of `rlpg.algos.ALGOS`
+(`config_flags`: type and choices from the field's annotation, help its docstring; unset, the
+algorithm's own default), so a newly registered algorithm brings its flags along.
+
 Many devices (rlpg.sharding): `--devices all` spreads the seeds over every device, still bit for
 bit (against one device of the same backend); `--mesh-envs E` gives each run E devices that split its environments (gradients averaged
 across them, equal to one device up to float rounding), and the remaining factor splits the
@@ -29,7 +33,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +42,14 @@ import tyro
 
 from rlpg import algos, compile_cache, experiment, rollout, sharding, tracking
 from rlpg._checks import check_seed
+from rlpg.algos import common
 
 
 @dataclasses.dataclass
-class Args:
+class ScriptArgs:
     """Flags left at None take the algorithm's default (its `Config`)."""
 
-    algo: Literal["reinforce", "a2c", "ppo", "npg", "dqn", "apg"] = "reinforce"
+    algo: str = "reinforce"  # `make_args` narrows it to the names of the registered algorithms
     """training algorithm"""
     env: str = "CartPole-v1"
     """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0), brax/<name>,
@@ -53,100 +58,6 @@ class Args:
     """independent runs, in one program"""
     seed: int = 0
     """PRNG seed of the first run; run i uses seed + i"""
-    total_timesteps: int | None = None
-    """environment steps per seed"""
-    num_envs: int | None = None
-    """parallel environments per seed"""
-    num_steps: int | None = None
-    """steps per environment per update (the rollout window)"""
-    lr: float | None = None
-    """Adam learning rate (NPG: of the value network)"""
-    gamma: float | None = None
-    """discount"""
-    returns: Literal["reward_to_go", "total"] | None = None
-    """REINFORCE: weight of each log-prob, reward-to-go G_t or the whole episode's return R(τ)"""
-    baseline: Literal["none", "mean", "rloo", "value"] | None = None
-    """REINFORCE: subtracted from the returns, none, the batch mean, the other envs' mean (leave-one-out), or a learned V(s)"""
-    discount_weighting: Literal["common", "gradient"] | None = None
-    """REINFORCE: "common" weights by G_t (the usual update), "gradient" by γ^t G_t (the gradient of the discounted return)"""
-    time_limits: Literal["end", "bootstrap"] | None = None
-    """REINFORCE: a time limit "end"s the episode (finite-horizon objective, every baseline) or, with
-    --baseline value, "bootstrap"s from V of the state reached (the time limit is not part of the task)"""
-    normalize: bool | None = None
-    """REINFORCE: standardize each weight by the other environments' mean and spread (leave-one-out:
-    still a positive multiple of the same gradient)"""
-    value_coef: float | None = None
-    """weight of the value loss"""
-    ent_coef: float | None = None
-    """entropy bonus"""
-    max_grad_norm: float | None = None
-    """global-norm gradient clipping"""
-    reward_scale: float | None = None
-    """rewards are multiplied by this before returns are formed (metrics stay unscaled)"""
-    policy: Literal["mlp", "linear"] | None = None
-    """policy family: an MLP, or linear in the observation (softmax or Gaussian)"""
-    lam: float | None = None
-    """GAE λ (actor-critic algorithms)"""
-    clip_eps: float | None = None
-    """PPO: clipping range ε of the probability ratio (and of the value, with --clip-value)"""
-    num_epochs: int | None = None
-    """PPO: passes over each batch"""
-    num_minibatches: int | None = None
-    """PPO: minibatches per pass (must divide num_envs × num_steps)"""
-    normalize_advantages: bool | None = None
-    """A2C, PPO: standardize the advantages of each batch (PPO: of each minibatch)"""
-    clip_value: bool | None = None
-    """PPO: clipped value loss"""
-    anneal_lr: bool | None = None
-    """A2C, PPO: decay the learning rate linearly to 0"""
-    normalize_obs: bool | None = None
-    """PPO: standardize observations with one running mean/variance (kept in the policy's parameters)"""
-    normalize_reward: bool | None = None
-    """PPO: divide rewards by the running std of the discounted return"""
-    continuous_actions: Literal["clip", "tanh"] | None = None
-    """PPO, Box actions: clip Gaussian samples into the bounds, or squash them with tanh (a tanh-Gaussian policy)"""
-    max_kl: float | None = None
-    """NPG: trust region δ, the KL each natural-gradient step aims at"""
-    cg_iters: int | None = None
-    """NPG: conjugate-gradient iterations for F⁻¹g"""
-    damping: float | None = None
-    """NPG: ζ added to the Fisher's diagonal"""
-    value_steps: int | None = None
-    """NPG: full-batch Adam steps of the value network per update"""
-    hidden: tuple[int, ...] | None = None
-    """hidden layer widths of the MLPs"""
-    train_freq: int | None = None
-    """DQN: steps of each environment per update"""
-    gradient_steps: int | None = None
-    """DQN: gradient steps per update"""
-    buffer_size: int | None = None
-    """DQN: replay buffer capacity (transitions)"""
-    batch_size: int | None = None
-    """DQN: transitions per gradient step, sampled from the buffer"""
-    learning_starts: int | None = None
-    """DQN: env steps before the first gradient step"""
-    target_update_every: int | None = None
-    """DQN: gradient steps between target-network refreshes"""
-    replay: bool | None = None
-    """DQN: learn from a replay buffer (else from each update's latest transitions only)"""
-    target_network: bool | None = None
-    """DQN: bootstrap from a target network (else from the online network)"""
-    double: bool | None = None
-    """DQN: double DQN (the online network selects the bootstrap action, the target evaluates it)"""
-    loss: Literal["huber", "mse"] | None = None
-    """DQN: TD loss"""
-    eps_start: float | None = None
-    """DQN: initial ε of the ε-greedy policy"""
-    eps_end: float | None = None
-    """DQN: final ε"""
-    exploration_fraction: float | None = None
-    """DQN: fraction of total_timesteps over which ε decays linearly"""
-    tau: float | None = None
-    """DQN: target refresh θ⁻ ← τθ + (1 − τ)θ⁻ (1: copy)"""
-    critic: bool | None = None
-    """APG: bootstrap each short-horizon window with a learned V at the cut (SHAC)"""
-    critic_lr: float | None = None
-    """APG: Adam learning rate of the critic"""
     vectorize_seeds: bool = False
     """vmap the seeds (faster on accelerators) instead of looping over them in the program
     (the default: seed i equals the same seed run alone, bit for bit)"""
@@ -183,11 +94,53 @@ class Args:
 
 
 # Flags of the script itself; every other flag is a field of the algorithm's Config.
-SCRIPT_FLAGS = (
-    "algo", "env", "num_seeds", "seed", "vectorize_seeds", "devices", "mesh_envs", "distributed",
-    "eval_episodes", "greedy_eval", "out", "overwrite", "checkpoint_every", "resume", "compile_cache",
-    "track",
-)
+SCRIPT_FLAGS = tuple(f.name for f in dataclasses.fields(ScriptArgs))
+# Config fields set by a script flag: {field: flag}.
+SET_BY_SCRIPT_FLAG = {"env_id": "env", "log_every": "log_every"}
+
+
+def config_flags(algorithms: dict) -> list[tuple]:
+    """One `(name, type, field)` for `dataclasses.make_dataclass` per field of the Configs of
+    `algorithms` ({name: module}, e.g. `rlpg.algos.ALGOS`), the union in registry order, less
+    `SET_BY_SCRIPT_FLAG`: type `T | None` (T the field's annotation, e.g. its `Literal` choices),
+    default None (the algorithm's own default), help its docstring, prefixed by the algorithms it
+    applies to unless all have it alike ("PPO: ...", one docstring per algorithm where they differ).
+    A field annotated differently by two algorithms is a TypeError naming it."""
+    types, docs = {}, {}  # {field: (type, first algorithm with it)}, {field: {docstring: [algorithms]}}
+    for algo, module in algorithms.items():
+        config_types, config_docs = common.field_types(module.Config), common.field_docs(module.Config)
+        for field in dataclasses.fields(module.Config):
+            name, kind = field.name, config_types[field.name]
+            if name in SET_BY_SCRIPT_FLAG:
+                continue
+            first_kind, first_algo = types.setdefault(name, (kind, algo))
+            if kind != first_kind:
+                raise TypeError(f"Config field `{name}` is {kind} in {algo} but {first_kind} in {first_algo}.")
+            docs.setdefault(name, {}).setdefault(config_docs.get(name, ""), []).append(algo.upper())
+
+    def help_text(by_doc: dict) -> str:
+        (doc, names), *others = by_doc.items()
+        if not others and len(names) == len(algorithms):
+            return doc
+        return "; ".join(f"{', '.join(names)}: {doc}" for doc, names in by_doc.items())
+
+    return [
+        (name, Annotated[kind | None, tyro.conf.arg(help=help_text(docs[name]))], dataclasses.field(default=None))
+        for name, (kind, _) in types.items()
+    ]
+
+
+def make_args(algorithms: dict) -> type:
+    """The command line's dataclass: `ScriptArgs`, `--algo` one of `algorithms`' names, and
+    `config_flags(algorithms)`."""
+    algo = Annotated[Literal[tuple(algorithms)], tyro.conf.arg(help=common.field_docs(ScriptArgs)["algo"])]
+    return dataclasses.make_dataclass(
+        "Args", [("algo", algo, dataclasses.field(default=ScriptArgs.algo)), *config_flags(algorithms)],
+        bases=(ScriptArgs,), namespace={"__doc__": ScriptArgs.__doc__, "__module__": __name__},
+    )
+
+
+Args = make_args(algos.ALGOS)
 
 
 def make_config(args: Args):
@@ -197,10 +150,10 @@ def make_config(args: Args):
     """
     module = experiment.algo_module(args.algo)
     fields = {f.name for f in dataclasses.fields(module.Config)}
-    values = {"env_id": args.env, "log_every": args.log_every}
-    for flag in dataclasses.fields(Args):
+    values = {field: getattr(args, flag) for field, flag in SET_BY_SCRIPT_FLAG.items()}
+    for flag in dataclasses.fields(args):
         value = getattr(args, flag.name)
-        if flag.name in SCRIPT_FLAGS or flag.name == "log_every" or value is None:
+        if flag.name in SCRIPT_FLAGS or value is None:
             continue
         if flag.name not in fields:
             raise ValueError(f"`--{flag.name.replace('_', '-')}` does not apply to --algo {args.algo}.")
@@ -377,8 +330,8 @@ def resume_args(args: Args) -> tuple[Args, Path]:
 
 
 def check_resume_flags(given: list[str]) -> None:
-    """Refuse, by name, the flags in `given` (names of Args fields) that may not accompany --resume."""
-    refused = [name for name in given if name not in ("resume", *experiment.RESUME_SAFE_FLAGS)]
+    """Refuse, by name (sorted), the flags in `given` (names of Args fields) that may not accompany --resume."""
+    refused = sorted(name for name in given if name not in ("resume", *experiment.RESUME_SAFE_FLAGS))
     if refused:
         names = ", ".join(f"--{n.replace('_', '-')}" for n in refused)
         safe = ", ".join(f"--{n.replace('_', '-')}" for n in experiment.RESUME_SAFE_FLAGS)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,11 +125,14 @@ def test_resume_needs_a_run_folder(tmp_path):
 
 def test_console_entry_point_parses_flags():
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "experiments.train", "--help"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
     )
     assert result.returncode == 0
     for flag in ("--algo", "--env", "--num-seeds", "--total-timesteps", "--num-envs", "--num-steps", "--lr", "--gamma", "--seed", "--out"):
         assert flag in result.stdout, flag
+    # flags generated from the Configs, with their docstrings as help (tests/test_cli.py checks them all)
+    assert "--clip-eps" in result.stdout and "PPO: clipping range ε of the probability ratio" in result.stdout
 
 
 def test_pyplot_keeps_a_backend_chosen_before():
