@@ -57,3 +57,9 @@ def test_env_without_transition_gradients_is_refused():
         apg.Config(env_id="CartPole-v1").validate()
     with pytest.raises(ValueError, match="`critic_lr` must be > 0"):
         apg.Config(critic_lr=0.0).validate()
+
+
+def test_observation_normalization_is_refused_not_ignored():
+    """APG's update keeps no observation statistics: normalize_obs would silently do nothing."""
+    with pytest.raises(ValueError, match="`normalize_obs` must be False for APG"):
+        apg.Config(normalize_obs=True).validate()

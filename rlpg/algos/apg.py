@@ -62,6 +62,13 @@ class Config(OnPolicyConfig):
     """TD(λ) of the critic's targets"""
     max_grad_norm: float = numeric(1.0, positive=True)
 
+    def validate(self) -> "Config":
+        """Raise ValueError naming the first bad field; returns self."""
+        super().validate()
+        if self.normalize_obs:
+            raise ValueError("`normalize_obs` must be False for APG: its update keeps no observation statistics.")
+        return self
+
     def check_env(self, env: Any, env_params: Any) -> None:
         _check_transition_gradients(self.env_id, env)
         super().check_env(env, env_params)
