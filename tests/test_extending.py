@@ -44,7 +44,7 @@ def vpg(tmp_path_factory):
 
 def test_vpg_module_is_short_and_complete(vpg):
     lines = [line for line in doc_blocks()["vpg"].splitlines() if line.strip()]
-    assert len(lines) <= 80, len(lines)
+    assert len(lines) <= 60, len(lines)  # ~60 lines of code: a newcomer reads it whole
     for name in ("Config", "make_learner", "make_algorithm", "make_train"):
         assert callable(getattr(vpg, name)), name
 
