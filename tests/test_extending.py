@@ -120,10 +120,16 @@ def window(vpg):
     config = vpg.Config(num_envs=4, num_steps=32, total_timesteps=4 * 32, hidden=(16,), value_steps=3)
     networks = on_policy.make_networks(config.validate())
     learner = vpg.make_learner(config, networks)
-    policy_key, value_key, env_key, rollout_key = jax.random.split(jax.random.PRNGKey(3), 4)
-    params = {"policy": networks.policy.init(policy_key), "value": networks.value_fn.init(value_key)}
-    batch = rollout.reset(env_key, networks.env, networks.env_params, config.num_envs)
-    _, traj = rollout.rollout(rollout_key, networks.policy, params["policy"], networks.env, networks.env_params, batch, 32)
+
+    @jax.jit  # one program, not many eager ones
+    def params_and_window(key):
+        policy_key, value_key, env_key, rollout_key = jax.random.split(key, 4)
+        params = {"policy": networks.policy.init(policy_key), "value": networks.value_fn.init(value_key)}
+        batch = rollout.reset(env_key, networks.env, networks.env_params, config.num_envs)
+        _, traj = rollout.rollout(rollout_key, networks.policy, params["policy"], networks.env, networks.env_params, batch, 32)
+        return params, traj
+
+    params, traj = params_and_window(jax.random.PRNGKey(3))
     assert np.asarray(traj.done).any(), "the window should hold episode ends"
     return config, networks, learner, params, traj
 
@@ -152,9 +158,10 @@ def test_learning_step_equals_a_hand_computation(window, value_lr):
     def value_loss(w):
         return 0.5 * jnp.mean(jnp.square(networks.value_fn.apply(w, obs) - jnp.float32(targets)))
 
-    policy_grad = jax.grad(policy_loss)(params["policy"])
-    expected_policy = hand_adam(jax.grad(policy_loss), params["policy"], cfg.lr, cfg.max_grad_norm, 1)
-    expected_value = hand_adam(jax.grad(value_loss), params["value"], value_lr, cfg.max_grad_norm, config.value_steps)
+    policy_grad_fn, value_grad_fn = jax.jit(jax.grad(policy_loss)), jax.jit(jax.grad(value_loss))
+    policy_grad = policy_grad_fn(params["policy"])
+    expected_policy = hand_adam(policy_grad_fn, params["policy"], cfg.lr, cfg.max_grad_norm, 1)
+    expected_value = hand_adam(value_grad_fn, params["value"], value_lr, cfg.max_grad_norm, config.value_steps)
     close = dict(rtol=1e-5, atol=2e-6)
     jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, **close), new_params["policy"], expected_policy)
     jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, **close), new_params["value"], expected_value)
@@ -163,7 +170,7 @@ def test_learning_step_equals_a_hand_computation(window, value_lr):
     np.testing.assert_allclose(stats["policy_loss"], policy_loss(params["policy"]), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stats["value_loss"], value_loss(params["value"]), rtol=1e-4)
     # the hand computation is not trivially met: both networks moved, V by more than one step would
-    one_step = hand_adam(jax.grad(value_loss), params["value"], value_lr, cfg.max_grad_norm, 1)
+    one_step = hand_adam(value_grad_fn, params["value"], value_lr, cfg.max_grad_norm, 1)
     assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: np.allclose(a, b, **close), new_params["value"], one_step)))
 
 
