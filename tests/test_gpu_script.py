@@ -3,13 +3,14 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_script_tiny_writes_every_table(tmp_path):
-    env = {**os.environ, "RLPG_RESULTS": str(tmp_path), "RLPG_COMPILE_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "RLPG_RESULTS": str(tmp_path), "RLPG_COMPILE_CACHE": str(tmp_path / "cache"), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
