@@ -10,6 +10,7 @@ state of every seed (orbax), the metrics of updates 1..n (`metrics.npz`) and `ma
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -328,10 +329,33 @@ def restore_resume_point(point: Path, abstract_state: Any, manifest: dict | None
     the state's structure, shapes and dtypes (e.g. `jax.eval_shape` of the init)."""
     if manifest is None:
         check_manifest(point)
+    _check_state_layout(Path(point) / "state", abstract_state)
     state = _orbax_restore(Path(point) / "state", abstract_state)
     with np.load(Path(point) / "metrics.npz") as saved:
         metrics = {k: saved[k] for k in saved.files}
     return state, metrics
+
+
+def _check_state_layout(path: Path, abstract_state: Any) -> None:
+    """ValueError, before any restore, if the state saved in `path` has other top-level fields than
+    `abstract_state` (a point written by an rlpg whose training state was laid out differently,
+    e.g. before the algorithms shared one `TrainState`): the files are sound, only not this
+    version's, so nothing is called damaged, restarted or deleted."""
+    import orbax.checkpoint as ocp
+
+    if not dataclasses.is_dataclass(abstract_state):
+        return
+    try:
+        saved = set(ocp.StandardCheckpointer().metadata(path.absolute()).item_metadata.keys())
+    except Exception:  # noqa: BLE001 - unreadable metadata: the restore names the damage
+        return
+    expected = {field.name for field in dataclasses.fields(abstract_state)}
+    if saved != expected:
+        raise ValueError(
+            f"{path.parent} holds a training state laid out by another rlpg version: fields {sorted(saved)}, "
+            f"this version's are {sorted(expected)}. Its files are untouched: finish the run with the rlpg "
+            f"version that started it, or start a new run."
+        )
 
 
 def read_json(path: Path) -> Any:

@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 from gymnax.wrappers.purerl import GymnaxWrapper
 
 import rlpg
@@ -229,3 +231,33 @@ def test_nan_reward_stops_the_run_and_keeps_the_last_good_point(tmp_path, monkey
     state, metrics = experiment.restore_resume_point(point, abstract_state)
     assert np.all(np.asarray(state.update) == good) and metrics["loss"].shape == (2, good)
     assert np.all(np.isfinite(metrics["loss"])) and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+@struct.dataclass
+class OldTrainState:
+    """PPO's training state before the algorithms shared one `TrainState`."""
+
+    params: dict
+    opt_state: Any
+    envs: Any
+    return_stats: dict
+    key: jax.Array
+    update: jax.Array
+    hparams: dict
+
+
+def test_a_point_of_another_state_layout_is_named_as_such_not_as_damaged(stopped, tmp_path):
+    """A resume point written by an rlpg whose TrainState had other fields (before the algorithms
+    shared one, PPO kept return_stats at the top) is sound: refused as another version's, its
+    files untouched, never called damaged."""
+    out = copy_of(stopped, tmp_path)
+    module, config = train_cli.make_config(train_cli.resume_args(train_cli.Args(resume=out))[0])
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    state = jax.jit(jax.vmap(module.make_algorithm(config).init))(keys)
+    old_layout = OldTrainState(state.params, state.opt_state, state.envs, {"count": jnp.zeros(2)}, state.key, state.update, state.hparams)
+    point = experiment.save_resume_point(tmp_path / "old", old_layout, {"loss": np.zeros((2, 0))})
+    files = sorted((p.relative_to(point), p.read_bytes()) for p in point.rglob("*") if p.is_file())
+    with pytest.raises(ValueError, match=r"laid out by another rlpg version: fields \[.*'return_stats'.*\], this version's are \[.*'extra'") as error:
+        experiment.restore_resume_point(point, jax.eval_shape(lambda: state))
+    assert not isinstance(error.value, experiment.DamagedCheckpointError)
+    assert sorted((p.relative_to(point), p.read_bytes()) for p in point.rglob("*") if p.is_file()) == files
