@@ -27,7 +27,13 @@ def numpy_permutation(key, n):
     return order
 
 
-@given(n=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1))
+# Lengths at the algorithm's boundaries: one element, each side of a power of two (the index bits
+# change) and of 256 | 257 (one sorting round | two), and the largest. A few fixed lengths reuse
+# their compiled programs (each length is a program); the seeds draw the orders.
+LENGTHS = (1, 2, 3, 8, 9, 256, 257, 4096, 4097)
+
+
+@given(n=st.sampled_from(LENGTHS), seed=st.integers(0, 2**31 - 1))
 def test_equals_a_numpy_stable_argsort_reference(n, seed):
     key = jax.random.PRNGKey(seed)
     ours = np.asarray(permutation(key, n))
