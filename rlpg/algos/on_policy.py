@@ -7,8 +7,7 @@ update: split the run's key, collect a window of experience with the current pol
     learn(params, opt_state, extra, batch, cfg, key) -> (params, opt_state, extra, stats),
 
 merge the window's num_steps × num_envs observations into the running statistics
-(`normalize_obs`), count the update
-and report its metrics (`common.update_metrics`). `cfg` is the config with the run's traced
+(`normalize_obs`), count the update and report its metrics (`common.update_metrics`). `cfg` is the config with the run's traced
 `hparams` in place; `key` is a fresh key when the learner asks for one (`uses_key`), else None.
 A new on-policy algorithm is a Config (a subclass of `common.OnPolicyConfig`) and a
 `make_learner(config, networks) -> Learner`; see docs/extending.md.
