@@ -42,11 +42,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import spaces
-
-from rlpg import distributions, estimators
+from rlpg import distributions, estimators, returns
 from rlpg._checks import check_in_interval, check_rank
 from rlpg.policies import Policy
+from rlpg.rollout import env_action
 
 ValueFn = Callable[[jax.Array], jax.Array]  # obs [*obs_shape] -> [] (params closed over)
 
@@ -71,13 +70,6 @@ def reparameterized_action(key: jax.Array, policy: Policy, params: Any, obs: jax
     mean, log_std = policy.apply(params, obs)
     noise = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
     return mean + jnp.exp(log_std) * noise, (mean, log_std)
-
-
-def _env_action(env, env_params, action: jax.Array) -> jax.Array:
-    space = env.action_space(env_params)
-    if isinstance(space, spaces.Box):
-        return jnp.clip(action, space.low, space.high).reshape(space.shape)
-    return action
 
 
 def unroll(
@@ -118,7 +110,7 @@ def unroll(
             action = jax.lax.stop_gradient(action)
         log_prob = distributions.gaussian_log_prob(*dist, action)
         next_obs, next_state, reward, terminated, truncated, info = env.step(
-            env_key, state, _env_action(env, env_params, action), env_params
+            env_key, state, env_action(env, env_params, action), env_params
         )
         cut = (t + 1) % cut_every == 0
         next_obs, next_state = jax.tree.map(
@@ -138,12 +130,6 @@ def unroll(
     return jax.lax.scan(body, (obs, state), steps)
 
 
-def _alive(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
-    """[T] 1 up to and including the first end of the episode, then 0."""
-    done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
-    return jnp.concatenate([jnp.ones((1,)), jnp.cumprod(1.0 - done)[:-1]])
-
-
 def _episode(key, policy, params, env, env_params, horizon, gamma, gradient_horizon=None, detach_actions=False):
     """One episode from reset: (steps dict of `unroll`, weights γ^t alive_t [T])."""
     horizon = _check_horizon("horizon", horizon)
@@ -151,7 +137,8 @@ def _episode(key, policy, params, env, env_params, horizon, gamma, gradient_hori
     reset_key, run_key = jax.random.split(key)
     obs, state = env.reset(reset_key, env_params)
     _, steps = unroll(run_key, policy, params, env, env_params, obs, state, horizon, gradient_horizon, detach_actions)
-    alive = _alive(steps["terminated"], steps["truncated"]).astype(steps["reward"].dtype)
+    done = jnp.logical_or(steps["terminated"], steps["truncated"])
+    alive = returns.first_episode_mask(done).astype(steps["reward"].dtype)
     weights = alive * jnp.asarray(gamma, steps["reward"].dtype) ** jnp.arange(horizon)
     return steps, weights
 

@@ -57,12 +57,21 @@ class EnvBatch:
     episode_length: jax.Array
 
 
-def _env_action(env, env_params, action: jax.Array) -> jax.Array:
-    """Clip continuous actions into a Box space and shape them for the env; pass discrete ones."""
+def env_action(env, env_params, action: jax.Array) -> jax.Array:
+    """The action as the env takes it: continuous ones clipped into the Box and shaped
+    [..., *space.shape] from the policy's flat [..., D] (one env, or a batch); discrete ones as they are."""
     space = env.action_space(env_params)
     if isinstance(space, spaces.Box):
-        return jnp.clip(action, space.low, space.high).reshape(action.shape[:1] + tuple(space.shape))
+        return jnp.clip(action, space.low, space.high).reshape(action.shape[:-1] + tuple(space.shape))
     return action
+
+
+def count_episodes(episode_return: jax.Array, episode_length: jax.Array, reward: jax.Array, done: jax.Array):
+    """One step of the running totals of B episodes: ((return, length) [B] carried on, 0 after an
+    end; (finished return, finished length) [B], nonzero on done steps only)."""
+    ep_return, ep_length = episode_return + reward, episode_length + 1
+    carried = (jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
+    return carried, (jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0))
 
 
 def reset(key: jax.Array, env, env_params, num_envs: int) -> EnvBatch:
@@ -88,19 +97,12 @@ def _step_envs(env_keys: jax.Array, env, env_params, batch: EnvBatch, action: ja
     """`step` with the per-environment keys [B] given (those `step` splits from its key)."""
     obs, env_state, reward, terminated, truncated, info = jax.vmap(
         env.step, in_axes=(0, 0, 0, None)
-    )(env_keys, batch.env_state, _env_action(env, env_params, action), env_params)
+    )(env_keys, batch.env_state, env_action(env, env_params, action), env_params)
     reward = reward.astype(jnp.float32)
-    done = jnp.logical_or(terminated, truncated)
-    ep_return = batch.episode_return + reward
-    ep_length = batch.episode_length + 1
-    new_batch = EnvBatch(
-        env_state=env_state,
-        obs=obs,
-        episode_return=jnp.where(done, 0.0, ep_return),
-        episode_length=jnp.where(done, 0, ep_length),
+    (ep_return, ep_length), (finished_return, finished_length) = count_episodes(
+        batch.episode_return, batch.episode_length, reward, jnp.logical_or(terminated, truncated)
     )
-    finished_return = jnp.where(done, ep_return, 0.0)
-    finished_length = jnp.where(done, ep_length, 0)
+    new_batch = EnvBatch(env_state=env_state, obs=obs, episode_return=ep_return, episode_length=ep_length)
     return new_batch, reward, terminated, truncated, info["final_observation"], finished_return, finished_length
 
 

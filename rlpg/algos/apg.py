@@ -109,15 +109,9 @@ def _episode_totals(envs: rollout.EnvBatch, rewards: jax.Array, done: jax.Array)
     """The running return and length carried across windows: finished totals [T, B] on done steps,
     and the EnvBatch's running sums after the window."""
 
-    def step(carry, inputs):
-        ret, length = carry
-        reward, end = inputs
-        ret, length = ret + reward, length + 1
-        out = (jnp.where(end, ret, 0.0), jnp.where(end, length, 0))
-        return (jnp.where(end, 0.0, ret), jnp.where(end, 0, length)), out
-
     carry, (finished_return, finished_length) = jax.lax.scan(
-        step, (envs.episode_return, envs.episode_length), (rewards.astype(jnp.float32), done)
+        lambda totals, step: rollout.count_episodes(*totals, *step),
+        (envs.episode_return, envs.episode_length), (rewards.astype(jnp.float32), done),
     )
     return carry, _Episodes(done=done, episode_return=finished_return, episode_length=finished_length)
 
