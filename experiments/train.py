@@ -51,9 +51,7 @@ class ScriptArgs:
 
     algo: str = "reinforce"  # `make_args` narrows it to the names of the registered algorithms
     """training algorithm"""
-    env: str = "CartPole-v1"
-    """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0), brax/<name>,
-    craftax/<name>, or an id of rlpg.envs.register (module:id imports the module that registers it)"""
+    env: str = "CartPole-v1"  # sets the Config's env_id; `make_args` gives it env_id's docstring as help
     num_seeds: int = 5
     """independent runs, in one program"""
     seed: int = 0
@@ -131,11 +129,13 @@ def config_flags(algorithms: dict) -> list[tuple]:
 
 
 def make_args(algorithms: dict) -> type:
-    """The command line's dataclass: `ScriptArgs`, `--algo` one of `algorithms`' names, and
-    `config_flags(algorithms)`."""
+    """The command line's dataclass: `ScriptArgs`, `--algo` one of `algorithms`' names, `--env`
+    with the help of `BaseConfig.env_id` (the field it sets), and `config_flags(algorithms)`."""
     algo = Annotated[Literal[tuple(algorithms)], tyro.conf.arg(help=common.field_docs(ScriptArgs)["algo"])]
+    env = Annotated[str, tyro.conf.arg(help=common.field_docs(common.BaseConfig)["env_id"])]
+    script_flags = [("algo", algo, dataclasses.field(default=ScriptArgs.algo)), ("env", env, dataclasses.field(default=ScriptArgs.env))]
     return dataclasses.make_dataclass(
-        "Args", [("algo", algo, dataclasses.field(default=ScriptArgs.algo)), *config_flags(algorithms)],
+        "Args", [*script_flags, *config_flags(algorithms)],
         bases=(ScriptArgs,), namespace={"__doc__": ScriptArgs.__doc__, "__module__": __name__},
     )
 

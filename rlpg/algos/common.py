@@ -138,7 +138,8 @@ class BaseConfig:
 
     env_id: str = static("CartPole-v1")
     """gymnax environment id, a textbook world of rlpg.envs.REGISTRY (e.g. AliasedGridworld-v0),
-    brax/<name>, craftax/<name>, or an id of rlpg.envs.register"""
+    brax/<name>, craftax/<name>, or an id of rlpg.envs.register (module:id imports the module
+    that registers it)"""
     num_envs: int = static(8)
     """parallel environments per seed"""
     total_timesteps: int = static(500_000)
