@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import distributions, envs, exact, returns
-from rlpg.algos import reinforce
+from rlpg import distributions, exact, returns
+from rlpg.algos import on_policy, reinforce
 from rlpg._checks import check_floating, check_key, check_rank, check_same_shape, check_shape, check_size
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
-from rlpg.policies import Policy, make_policy
+from rlpg.policies import Policy
 from rlpg.rollout import Trajectory, reset, rollout
 
 VARIANTS = ("total", "reward_to_go", "rtg_const_baseline", "rtg_value_baseline", "rtg_learned_baseline", "normalized")
@@ -309,8 +309,8 @@ def measure_training_path(
       windows − c∇J‖ / ‖c∇J‖}}]}.
     """
     first = next(iter(configs.values()))
-    env, env_params = envs.make(first.env_id)
-    policy = make_policy(env, env_params, kind="linear")
+    networks = on_policy.make_networks(first.validate())  # the policy training builds from the config
+    env, env_params, policy = networks.env, networks.env_params, networks.policy
     horizon = int(env_params.max_steps_in_episode)
     mdp = env.tabular_mdp(env_params)
     obs = env_params.observations
