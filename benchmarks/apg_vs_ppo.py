@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import algos, experiment, rollout
+from rlpg import algos, experiment
 from rlpg.algos import apg, ppo
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,7 +57,7 @@ def run(name: str) -> dict:
     t0 = time.perf_counter()
     state, metrics = jax.block_until_ready(compiled(keys))
     train_s = time.perf_counter() - t0
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, EVAL_EPISODES)))
+    evaluate = algos.make_evaluate(algorithm, EVAL_EPISODES)
     evals = np.asarray(evaluate(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), state.params["policy"])).mean(1)
     curve = np.nanmean(forward_fill(np.asarray(metrics["episode_return"], np.float64)), axis=0)
     steps = np.asarray(metrics["env_steps"][0], np.float64)

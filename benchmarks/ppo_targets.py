@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import algos, compile_cache, experiment, rollout
+from rlpg import algos, compile_cache, experiment
 from rlpg.algos import ppo
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,8 +47,7 @@ def run(env_id: str, seeds: int, config: dict, eval_episodes: int = 64) -> dict:
     t2 = time.perf_counter()
     result = {"env": env_id, "seeds": seeds, "config": config, "compile_s": t1 - t0, "train_s": t2 - t1}
     for greedy in (True, False):
-        evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(
-            k, algorithm.policy, p, algorithm.env, algorithm.env_params, eval_episodes, greedy)))
+        evaluate = algos.make_evaluate(algorithm, eval_episodes, greedy)
         returns = np.asarray(evaluate(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), state.params["policy"]))
         name = "greedy" if greedy else "stochastic"
         result[f"{name}_eval"] = returns.mean(axis=1).tolist()

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import rlpg
-from rlpg import algos, compile_cache, rollout
+from rlpg import algos, compile_cache
 from benchmarks.throughput import dense_roofline, mlp_flops
 from rlpg.algos import ppo
 
@@ -50,8 +50,7 @@ def rlpg_ppo(total_timesteps: int, num_seeds: int, eval_episodes: int = 128) -> 
     result = {"first_call_s": t1 - t0, "second_call_s": t2 - t1, "steps_per_s": steps / (t2 - t1),
               "line": f"rlpg PPO: first call {t1 - t0:.2f}s, second call {t2 - t1:.2f}s, {steps / (t2 - t1):,.0f} env-steps/s"}
     for greedy in (True, False):
-        evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(
-            k, algorithm.policy, p, algorithm.env, algorithm.env_params, eval_episodes, greedy)))
+        evaluate = algos.make_evaluate(algorithm, eval_episodes, greedy)
         returns = evaluate(jax.random.split(jax.random.PRNGKey(2), num_seeds), state.params["policy"])
         result["greedy_eval" if greedy else "stochastic_eval"] = np.asarray(returns).mean(axis=1).tolist()
     return result

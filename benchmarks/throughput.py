@@ -150,7 +150,7 @@ def solve_time(num_seeds: int = 5, chunk_updates: int = 5, threshold: float = 47
         if np.median(training_returns) >= threshold:
             break
     wall_s = time.perf_counter() - t0
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, eval_episodes)))
+    evaluate = algos.make_evaluate(algorithm, eval_episodes)
     greedy = np.asarray(evaluate(keys, state.params["policy"])).mean(axis=1)
     return {"wall_s": wall_s, "compile_s": compile_s, "env_steps_per_seed": done * config.steps_per_update,
             "training_returns": training_returns.tolist(), "median_return": float(np.median(greedy)), "returns": greedy.tolist()}

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, compile_cache, experiment, rollout, sharding, tracking
+from rlpg import algos, compile_cache, experiment, sharding, tracking
 from rlpg._checks import check_seed
 from rlpg.algos import common
 
@@ -269,10 +269,11 @@ def run(args: Args) -> dict:
                 raise SystemExit(128 + stop.signum)
     state = sharding.gather(state)
 
-    evaluate = jax.jit(jax.vmap(lambda key, params: rollout.evaluate(
-        key, algorithm.policy, params, algorithm.env, algorithm.env_params, args.eval_episodes, args.greedy_eval
-    )))
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    t0 = time.perf_counter()
+    evaluate = algos.make_evaluate(algorithm, args.eval_episodes, args.greedy_eval, args.vectorize_seeds)
+    evaluate = evaluate.lower(eval_keys, state.params["policy"]).compile()
+    compile_s += time.perf_counter() - t0
     eval_returns = np.asarray(evaluate(eval_keys, state.params["policy"]))
 
     total_steps = config.num_updates * config.steps_per_update

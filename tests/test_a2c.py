@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, rollout
+from rlpg import algos
 from rlpg.algos import a2c
 
 
@@ -19,7 +19,7 @@ def test_cartpole_solved_within_500k_steps_over_five_seeds():
     assert config.num_updates * config.steps_per_update <= 500_000
     algorithm = a2c.make_algorithm(config)
     state, metrics = jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(seeds(5))
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 16)))
+    evaluate = algos.make_evaluate(algorithm, 16)
     returns = np.asarray(evaluate(jax.random.split(jax.random.PRNGKey(1234), 5), state.params["policy"])).mean(axis=1)
     print("A2C CartPole-v1 final greedy returns per seed:", returns)
     assert np.median(returns) >= 475

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from rlpg import algos, estimators, policies, rollout
+from rlpg import algos, estimators, policies
 from rlpg.algos import npg
 
 
@@ -59,7 +59,7 @@ def test_cartpole_learns_over_three_seeds():
     config = npg.Config(total_timesteps=100_000)
     algorithm = npg.make_algorithm(config)
     state, metrics = jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(seeds(3))
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 16)))
+    evaluate = algos.make_evaluate(algorithm, 16)
     returns = np.asarray(evaluate(jax.random.split(jax.random.PRNGKey(1234), 3), state.params["policy"])).mean(axis=1)
     print("NPG CartPole-v1 final greedy returns per seed:", returns)
     assert np.median(returns) >= 300

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rlpg import distributions as D
-from rlpg import envs, policies, rollout
+from rlpg import algos, envs, policies, rollout
+from rlpg.algos import reinforce
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,23 @@ def test_evaluate_matches_a_naive_episode_loop():
             total += float(reward)
             done = bool(term | trunc)
         assert returns[b] == total
+
+
+def test_make_evaluate_plays_each_seed_as_it_plays_alone():
+    """Seed i of `algos.make_evaluate` is `rollout.evaluate` with seed i's key and parameters, bit
+    for bit: one key for every seed, or keys paired with another seed's parameters, would differ."""
+    algorithm = reinforce.make_algorithm(reinforce.Config(num_envs=2, num_steps=8, total_timesteps=16, hidden=(8,)))
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    params = jax.vmap(algorithm.policy.init)(jax.random.split(jax.random.PRNGKey(4), 3))
+    returns = np.asarray(algos.make_evaluate(algorithm, 4, greedy=False)(keys, params))
+    assert returns.shape == (3, 4)
+    alone = jax.jit(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 4, greedy=False))
+    for i in range(3):
+        np.testing.assert_array_equal(returns[i], alone(keys[i], jax.tree.map(lambda p: p[i], params)))
+    assert len({tuple(r) for r in returns}) == 3  # the seeds play different episodes
+    greedy = np.asarray(algos.make_evaluate(algorithm, 4)(keys, params))
+    np.testing.assert_array_equal(greedy[1], jax.jit(lambda k, p: rollout.evaluate(
+        k, algorithm.policy, p, algorithm.env, algorithm.env_params, 4))(keys[1], jax.tree.map(lambda p: p[1], params)))
 
 
 def test_unknown_env_suggests_close_names():

@@ -13,6 +13,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from rlpg import rollout
 from rlpg.algos import a2c, apg, dqn, npg, on_policy, optim, ppo, reinforce
 from rlpg.algos.common import Algorithm, TrainState, run_updates, train_fn
 
@@ -49,6 +50,22 @@ def over_seeds(fn: Callable, vectorize: bool = False) -> Callable:
     return mapped
 
 
+def make_evaluate(algorithm: Algorithm, num_episodes: int, greedy: bool = True, vectorize: bool = False) -> Callable:
+    """A jitted `evaluate(keys [S], policy_params [S, ...]) -> returns [S, num_episodes]`: seed i's
+    policy plays `num_episodes` whole episodes from reset with `keys[i]` (`rollout.evaluate` in
+    `algorithm.env`; the mode of the distribution when `greedy`, else samples).
+
+    Seeds as in `over_seeds`: with vectorize=False, seed i's returns are those of
+    `rollout.evaluate` on seed i alone, bit for bit (and the program compiles faster than its
+    vmap on a CPU).
+    """
+
+    def evaluate(key, policy_params):
+        return rollout.evaluate(key, algorithm.policy, policy_params, algorithm.env, algorithm.env_params, num_episodes, greedy)
+
+    return jax.jit(over_seeds(evaluate, vectorize))
+
+
 def _check_seed_axis(args: tuple) -> None:
     """ValueError naming the argument whose leading (seed) axis differs from the first one's."""
     leaves = jax.tree_util.tree_flatten_with_path(args)[0]
@@ -71,6 +88,7 @@ def _path_name(path) -> str:
 
 
 __all__ = [
-    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "npg", "on_policy", "optim", "over_seeds", "ppo", "reinforce",
+    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "make_evaluate", "npg", "on_policy", "optim", "over_seeds", "ppo",
+    "reinforce",
     "run_updates", "train_fn",
 ]
