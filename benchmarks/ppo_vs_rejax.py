@@ -37,9 +37,14 @@ REJAX_SETTINGS = dict(num_envs=16, num_steps=128, num_epochs=8, num_minibatches=
                       lr=2.5e-3, gamma=0.99, lam=0.95, clip_eps=0.2, ent_coef=0.0, value_coef=0.5, max_grad_norm=0.5)
 
 
+def rlpg_config(total_timesteps: int) -> ppo.Config:
+    """rlpg's PPO at rejax's settings, validated."""
+    return ppo.Config(total_timesteps=total_timesteps, **REJAX_SETTINGS).validate()
+
+
 def rlpg_ppo(total_timesteps: int, num_seeds: int, eval_episodes: int = 128) -> dict:
     """First call (compile + run) and second call seconds, env-steps/s of the second, final returns."""
-    algorithm = ppo.make_algorithm(ppo.Config(total_timesteps=total_timesteps, **REJAX_SETTINGS))
+    algorithm = ppo.make_algorithm(rlpg_config(total_timesteps))
     train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), vectorize=True))
     t0 = time.perf_counter()
     jax.block_until_ready(train(jax.random.split(jax.random.PRNGKey(0), num_seeds)))

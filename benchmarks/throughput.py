@@ -84,11 +84,14 @@ def rollout_only(num_envs: int, num_steps: int) -> dict:
     return {"compile_s": c, "run_s": r, "steps_per_s": num_envs * num_steps / r}
 
 
+def training_config(num_envs: int, num_steps: int, num_updates: int) -> reinforce.Config:
+    """The default REINFORCE config at these sizes, validated."""
+    return reinforce.Config(num_envs=num_envs, num_steps=num_steps, total_timesteps=num_envs * num_steps * num_updates).validate()
+
+
 def training(num_envs: int, num_steps: int, num_updates: int, num_seeds: int = 1, hparams=None) -> dict:
     """Full REINFORCE training (rollout, returns, loss, Adam step), seeds vmapped."""
-    config = reinforce.Config(
-        num_envs=num_envs, num_steps=num_steps, total_timesteps=num_envs * num_steps * num_updates
-    )
+    config = training_config(num_envs, num_steps, num_updates)
     train = algos.over_seeds(reinforce.make_train(config), vectorize=True)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds))
     c, r, _ = timed(train, keys, hparams) if hparams is not None else timed(train, keys)
@@ -198,23 +201,40 @@ def main() -> None:
         run_tables(args)
 
 
+def sizes(tiny: bool = False, quick: bool = False, grid: bool = False) -> dict:
+    """Every REINFORCE training run's sizes in a mode (steps of 128 per env per update):
+    `envs` [(num_envs, num_updates)] of the first table, `seeds` [(num_envs, num_updates, num_seeds)]
+    of the seeds table (and the lr grid, 16 points, unless tiny), `grid` [(num_envs, num_updates,
+    num_seeds)] with --grid. Env-only and rollout run `steps` [num_envs] steps at each env count.
+    The default config normalizes by the other environments: at least 2 envs everywhere. With
+    --grid (an accelerator, where a step of few envs costs kernel-launch latency, not arithmetic)
+    a measurement runs at most 2**14 steps one after another."""
+    budget = 2**10 if tiny else 2**18 if quick else 2**21  # env steps per measurement
+    env_counts = [4] if tiny else [2, 16, 256] if quick else [2, 16, 256, 1024, 4096]
+    steps = {n: max(128, min(budget // n, 2**14 if grid else budget)) for n in env_counts}  # one env's, per measurement
+    seed_envs, seed_updates = (4, 2) if tiny else (16, 32)  # per seed, in the seeds table
+    grid_cells = [(4, s) for s in (1, 2)] if tiny else [(n, s) for n in (256, 1024, 4096) for s in (1, 8, 64)]
+    return {
+        "envs": [(n, max(2, steps[n] // 128)) for n in env_counts],
+        "steps": steps,
+        "seeds": [(seed_envs, seed_updates, s) for s in ([1, 2] if tiny else [1, 4] if quick else [1, 4, 16, 64])],
+        "lr_grid": None if tiny else (seed_envs, seed_updates, 16),
+        "grid": [(n, min(64, max(2, (2**10 if tiny else 2**27) // (n * s * 128))), s) for n, s in grid_cells] if grid else [],
+    }
+
+
 def run_tables(args) -> None:
     """Every table; compile figures are cold unless `--compile-cache` names a filled folder."""
 
-    env_counts = [4] if args.tiny else [1, 16, 256] if args.quick else [1, 16, 256, 1024, 4096]
-    budget = 2**10 if args.tiny else 2**18 if args.quick else 2**21  # env steps per measurement
-    seed_counts = [1, 2] if args.tiny else [1, 4] if args.quick else [1, 4, 16, 64]
-    seed_envs, seed_updates = (4, 2) if args.tiny else (16, 32)  # per seed, 128 steps each, in the seeds table
+    plan = sizes(args.tiny, args.quick, args.grid)
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}, {platform.processor() or platform.machine()}", flush=True)
     rows, result = [], {"device": device, "jax": jax.__version__, "quick": args.quick, "tiny": args.tiny}
 
     result["envs"] = []
-    for n in env_counts:
-        steps = max(128, budget // n)
-        limit = env_only(n, steps)
-        roll = rollout_only(n, steps)
-        updates = max(2, budget // (n * 128))
+    for n, updates in plan["envs"]:
+        limit = env_only(n, plan["steps"][n])
+        roll = rollout_only(n, plan["steps"][n])
         train = training(n, 128, updates)
         entry = {"num_envs": n, "env_only": limit, "rollout": roll, "train": train}
         result["envs"].append(entry)
@@ -224,28 +244,25 @@ def run_tables(args) -> None:
 
     result["seeds"] = []
     base = None
-    for s in seed_counts:
-        t = training(seed_envs, 128, seed_updates, num_seeds=s)
+    for n, updates, s in plan["seeds"]:
+        t = training(n, 128, updates, num_seeds=s)
         base = base or t["run_s"]
         result["seeds"].append({"num_seeds": s, **t, "cost_vs_one_seed": t["run_s"] / base})
-        print(f"{s} vmapped seeds ({seed_envs} envs x 128 steps x {seed_updates} updates): {t['run_s']:.2f}s = "
+        print(f"{s} vmapped seeds ({n} envs x 128 steps x {updates} updates): {t['run_s']:.2f}s = "
               f"{t['run_s'] / base:.1f}x one seed, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
 
-    if not args.tiny:
-        grid = 16
-        t = training(seed_envs, 128, seed_updates, num_seeds=grid, hparams={"lr": jnp.logspace(-4, -1, grid)})
-        result["lr_grid"] = {"points": grid, **t}
-        print(f"lr grid of {grid} in one program: {t['run_s']:.2f}s, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
+    if plan["lr_grid"]:
+        n, updates, points = plan["lr_grid"]
+        t = training(n, 128, updates, num_seeds=points, hparams={"lr": jnp.logspace(-4, -1, points)})
+        result["lr_grid"] = {"points": points, **t}
+        print(f"lr grid of {points} in one program: {t['run_s']:.2f}s, {t['steps_per_s']:,.0f} env-steps/s, compile {t['compile_s']:.1f}s", flush=True)
 
     result["grid"] = []
-    if args.grid:  # the accelerator's table: up to 4096 envs x 64 seeds = 262,144 CartPoles at once
-        for n in [4] if args.tiny else [256, 1024, 4096]:
-            for s in [1, 2] if args.tiny else [1, 8, 64]:
-                updates = min(64, max(2, (2**10 if args.tiny else 2**27) // (n * s * 128)))
-                t = training(n, 128, updates, num_seeds=s)
-                result["grid"].append({"num_envs": n, "num_seeds": s, "num_updates": updates, **t})
-                print(f"grid: {n} envs x {s} seeds x 128 steps x {updates} updates: {t['steps_per_s']:,.0f} env-steps/s, "
-                      f"compile {t['compile_s']:.1f}s", flush=True)
+    for n, updates, s in plan["grid"]:  # the accelerator's table: up to 4096 envs x 64 seeds = 262,144 CartPoles at once
+        t = training(n, 128, updates, num_seeds=s)
+        result["grid"].append({"num_envs": n, "num_seeds": s, "num_updates": updates, **t})
+        print(f"grid: {n} envs x {s} seeds x 128 steps x {updates} updates: {t['steps_per_s']:,.0f} env-steps/s, "
+              f"compile {t['compile_s']:.1f}s", flush=True)
 
     solve = warm = None
     if not args.tiny:

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tyro
+
 ROOT = Path(__file__).resolve().parents[1]
+GPU_PPO_TIMESTEPS = 262_144  # benchmarks/gpu.sh runs ppo_vs_rejax at its default --total-timesteps
 
 
 def test_gpu_script_tiny_writes_every_table(tmp_path):
@@ -24,3 +27,21 @@ def test_gpu_script_tiny_writes_every_table(tmp_path):
     assert determinism["identical"], determinism  # two processes, compiled afresh: bit for bit
     for stem in ("throughput-cpu-tiny", "ppo-vs-rejax-tiny", "determinism-cpu-tiny"):
         assert (tmp_path / f"{stem}.md").read_text().startswith("# ")
+
+
+def test_every_config_of_the_full_size_runs_is_valid():
+    """The configs that `benchmarks/gpu.sh` and `benchmarks.throughput` train at full size, built
+    and validated without compiling anything. The --tiny run above builds none of them: a 1-env row
+    that the default config refuses once crashed the full run at its first measurement."""
+    from benchmarks import determinism, ppo_vs_rejax, throughput
+    from experiments import train
+
+    for mode in (dict(grid=True), dict(), dict(quick=True), dict(tiny=True, grid=True)):
+        plan = throughput.sizes(**mode)
+        runs = plan["envs"] + plan["seeds"] + plan["grid"] + ([plan["lr_grid"]] if plan["lr_grid"] else [])
+        for num_envs, num_updates, *_ in runs:
+            config = throughput.training_config(num_envs, 128, num_updates)
+            assert config.num_updates == num_updates and config.num_envs == num_envs
+    for flags in [*determinism.RUNS.values(), *determinism.TINY.values()]:
+        train.make_config(tyro.cli(train.Args, args=flags))
+    assert ppo_vs_rejax.rlpg_config(GPU_PPO_TIMESTEPS).num_updates >= 1
