@@ -36,7 +36,8 @@ RESULTS = Path(__file__).parent / "results"
 TORCH_PYTHON = Path("/tmp/torchref/bin/python")
 PEER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_reinforce.py"
 REPO = Path(__file__).resolve().parents[1]
-# Cold compile of the solve's programs (init + a 5-update chunk, 5 seeds) before issue 20, commit d9d4916.
+# Cold compile of the solve's programs (init + a 5-update chunk, 5 seeds) before issue 20, commit d9d4916,
+# on that session's machine. Machines differ in speed: to compare code, run both commits on one machine.
 RECORDED_COMPILE_S = 6.1
 
 
@@ -276,7 +277,7 @@ def run_tables(args) -> None:
                   f"{np.round(s['training_returns'], 1).tolist()}, then greedy {np.round(s['returns'], 1).tolist()}; "
                   f"the whole process {s['process_s']:.1f}s", flush=True)
         print(f"cold compile {solve['compile_s']:.2f}s = {result['solve_compile_vs_recorded']:.2f}x the {RECORDED_COMPILE_S}s recorded "
-              f"before issue 20; warm compile {warm['compile_s'] / solve['compile_s']:.0%} of cold", flush=True)
+              f"before issue 20 (on that day's machine); warm compile {warm['compile_s'] / solve['compile_s']:.0%} of cold", flush=True)
 
     roof = dense_roofline(batch=1024, repeats=2) if args.tiny else dense_roofline()
     per_step = reinforce_flops_per_step(4, 2)
@@ -313,7 +314,7 @@ def run_tables(args) -> None:
         lines += ["", f"Solve CartPole-v1 (default config, 5 seeds, trained in chunks of 5 updates; solved when the median over "
                   f"seeds of the mean training episode return reaches 475), compile included, each in a new process: cold "
                   f"compilation cache {solve['wall_s']:.1f} s (compile {solve['compile_s']:.2f} s = "
-                  f"{result['solve_compile_vs_recorded']:.2f}x the {RECORDED_COMPILE_S} s recorded before issue 20), warm "
+                  f"{result['solve_compile_vs_recorded']:.2f}x the {RECORDED_COMPILE_S} s recorded before issue 20 on that day's machine), warm "
                   f"{warm['wall_s']:.1f} s (compile {warm['compile_s']:.2f} s, {warm['compile_s'] / solve['compile_s']:.0%} of cold); "
                   f"whole process (imports, evaluation) {solve['process_s']:.1f} s cold, {warm['process_s']:.1f} s warm. After "
                   f"{solve['env_steps_per_seed']:,} env steps per seed; training returns "
