@@ -10,7 +10,6 @@ logits, dones that are not 0/1) run only on concrete numbers: a traced value, as
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import operator

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
-from gymnax.environments import environment, spaces
+from gymnax.environments import spaces
 
 import rlpg
 from experiments import train as train_cli

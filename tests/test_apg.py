@@ -8,8 +8,8 @@ import optax
 import pytest
 
 from experiments import train as train_script
-from rlpg import exact, rollout
-from rlpg.algos import ALGOS, apg, over_seeds
+from rlpg import exact
+from rlpg.algos import ALGOS, apg, make_evaluate, over_seeds
 
 
 def best_linear_return(env, env_params) -> float:
@@ -32,9 +32,7 @@ def test_shac_learns_lqr_over_seeds():
     algorithm = apg.make_algorithm(config)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     state, metrics = jax.jit(over_seeds(apg.make_train(config), vectorize=True))(keys)
-    returns = jax.jit(jax.vmap(
-        lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 64)
-    ))(keys, state.params["policy"]).mean(1)
+    returns = make_evaluate(algorithm, 64)(keys, state.params["policy"]).mean(1)
     best, zero = best_linear_return(algorithm.env, algorithm.env_params)
     threshold = zero + 0.8 * (best - zero)
     assert np.all(np.asarray(returns) > threshold), (returns, threshold, best, zero)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, envs, policies, rollout, value_learning
+from rlpg import algos, envs, policies, value_learning
 from rlpg.algos import dqn
 
 
@@ -99,7 +99,7 @@ def cartpole():
     config = dqn.Config()
     algorithm = dqn.make_algorithm(config)
     state, metrics = jax.jit(jax.vmap(dqn.make_train(config)))(seeds(5))
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 16)))
+    evaluate = algos.make_evaluate(algorithm, 16)
     returns = np.asarray(evaluate(jax.random.split(jax.random.PRNGKey(1234), 5), state.params["policy"])).mean(axis=1)
     return config, metrics, returns
 

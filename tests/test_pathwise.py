@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import envs, estimators, exact, pathwise, policies
+from rlpg import envs, exact, pathwise, policies
 
 HORIZON, GAMMA = 6, 0.9
 

@@ -8,7 +8,7 @@ import pytest
 
 import rlpg
 from experiments import train as train_cli
-from rlpg import algos, normalization, rollout
+from rlpg import algos, normalization
 from rlpg.algos import ppo
 
 
@@ -17,8 +17,7 @@ def seeds(n):
 
 
 def final_eval(algorithm, policy_params, num_seeds, episodes=16, greedy=True):
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(
-        k, algorithm.policy, p, algorithm.env, algorithm.env_params, episodes, greedy=greedy)))
+    evaluate = algos.make_evaluate(algorithm, episodes, greedy)
     return np.asarray(evaluate(jax.random.split(jax.random.PRNGKey(1234), num_seeds), policy_params)).mean(axis=1)
 
 

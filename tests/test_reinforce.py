@@ -10,9 +10,7 @@ from rlpg.algos import reinforce
 
 
 def final_eval(config, params, num_seeds, episodes=16):
-    env, env_params = envs.make(config.env_id)
-    policy = policies.make_policy(env, env_params, config.hidden, config.activation)
-    evaluate = jax.jit(jax.vmap(lambda k, p: rollout.evaluate(k, policy, p, env, env_params, episodes, greedy=True)))
+    evaluate = algos.make_evaluate(reinforce.make_algorithm(config), episodes)
     keys = jax.random.split(jax.random.PRNGKey(1234), num_seeds)
     return np.asarray(evaluate(keys, params["policy"])).mean(axis=1)
 
