@@ -322,9 +322,11 @@ def resume_args(args: Args) -> tuple[Args, Path]:
     if (run_dir / experiment.SUMMARY_FILE).exists():
         raise ValueError(f"`resume`: the run in {run_dir} has finished (it has {experiment.SUMMARY_FILE}).")
     unknown = set(saved) - {f.name for f in dataclasses.fields(Args)}
-    if unknown:
-        raise experiment.DamagedCheckpointError(
-            f"{run_dir / experiment.CONFIG_FILE} is damaged: its args hold unknown flags {sorted(unknown)}."
+    if unknown:  # sound files of another version, as a point of another state layout: named so, not "damaged"
+        raise ValueError(
+            f"{run_dir / experiment.CONFIG_FILE} holds flags this rlpg version does not know, {sorted(unknown)}: the run was "
+            f"started by another rlpg version. Its files are untouched: finish the run with the rlpg version that "
+            f"started it, or start a new run."
         )
     saved.update(out=run_dir, resume=run_dir, **{k: getattr(args, k) for k in given if k in experiment.RESUME_SAFE_FLAGS})
     return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), run_dir

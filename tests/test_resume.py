@@ -261,3 +261,17 @@ def test_a_point_of_another_state_layout_is_named_as_such_not_as_damaged(stopped
         experiment.restore_resume_point(point, jax.eval_shape(lambda: state))
     assert not isinstance(error.value, experiment.DamagedCheckpointError)
     assert sorted((p.relative_to(point), p.read_bytes()) for p in point.rglob("*") if p.is_file()) == files
+
+
+def test_a_run_of_another_version_with_unknown_flags_is_refused_untouched_not_called_damaged(stopped, tmp_path):
+    """config.json from an rlpg with a flag this version lacks: refused by name before anything
+    compiles, as another version's (the files are sound), and nothing in the folder changes."""
+    out = copy_of(stopped, tmp_path)
+    saved = json.loads((out / experiment.CONFIG_FILE).read_text())
+    saved["args"]["flag_of_a_later_version"] = 1
+    (out / experiment.CONFIG_FILE).write_text(json.dumps(saved))
+    files = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    with pytest.raises(ValueError, match=r"does not know, \['flag_of_a_later_version'\]: the run was started by another rlpg version") as error:
+        train_cli.run(train_cli.Args(resume=out))
+    assert not isinstance(error.value, experiment.DamagedCheckpointError)
+    assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == files
