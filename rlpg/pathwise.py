@@ -43,7 +43,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from rlpg import distributions, estimators, returns
-from rlpg._checks import check_in_interval, check_rank
+from rlpg._checks import check_in_interval, check_rank, check_size
 from rlpg.policies import Policy
 from rlpg.rollout import env_action
 
@@ -56,12 +56,6 @@ def _check_gaussian_policy(policy: Policy) -> None:
             "`policy` must be Gaussian (distributions.gaussian) for a reparameterized action; "
             "a categorical policy has no pathwise gradient."
         )
-
-
-def _check_horizon(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive Python int; got {value!r}.")
-    return value
 
 
 def reparameterized_action(key: jax.Array, policy: Policy, params: Any, obs: jax.Array) -> tuple[jax.Array, Any]:
@@ -98,8 +92,8 @@ def unroll(
        pre-reset s_{t+1} (before any cut)}.
     """
     _check_gaussian_policy(policy)
-    num_steps = _check_horizon("num_steps", num_steps)
-    cut_every = num_steps if gradient_horizon is None else _check_horizon("gradient_horizon", gradient_horizon)
+    num_steps = check_size("num_steps", num_steps)
+    cut_every = num_steps if gradient_horizon is None else check_size("gradient_horizon", gradient_horizon)
 
     def body(carry, inputs):
         obs, state = carry
@@ -132,7 +126,7 @@ def unroll(
 
 def _episode(key, policy, params, env, env_params, horizon, gamma, gradient_horizon=None, detach_actions=False):
     """One episode from reset: (steps dict of `unroll`, weights γ^t alive_t [T])."""
-    horizon = _check_horizon("horizon", horizon)
+    horizon = check_size("horizon", horizon)
     check_in_interval("gamma", gamma, 0.0, 1.0)
     reset_key, run_key = jax.random.split(key)
     obs, state = env.reset(reset_key, env_params)

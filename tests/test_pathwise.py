@@ -238,7 +238,7 @@ def test_categorical_policy_is_refused():
     policy = policies.mlp_categorical((4,), 2, hidden=(4,))
     with pytest.raises(ValueError, match="`policy` must be Gaussian"):
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, policy.init(jax.random.PRNGKey(0)), env, env_params, 3)
-    with pytest.raises(ValueError, match="`horizon` must be a positive Python int"):
+    with pytest.raises(ValueError, match="`horizon` must be a positive integer; got 0"):
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 0)
     with pytest.raises(ValueError, match="`gamma` must lie in"):
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 3, gamma=1.5)
