@@ -34,6 +34,7 @@ from rlpg.algos import reinforce
 RESULTS = Path(__file__).parent / "results"
 DEVICE_COUNTS = (1, 2, 4)
 NUM_STEPS = 128
+NUM_UPDATES = {False: 16, True: 4}  # per run, by --quick
 LAYOUTS = {  # name: (num_seeds, num_envs, mesh seeds, mesh envs) for D devices
     "seeds": lambda d: (4, 16, d, 1),
     "envs": lambda d: (1, 64, 1, d),
@@ -54,13 +55,18 @@ def measure(train, keys, repeats: int) -> dict:
     return {"compile_s": compile_s, "run_s": min(runs)}
 
 
+def training_config(num_envs: int, num_updates: int) -> reinforce.Config:
+    """The default REINFORCE config at `num_envs` × NUM_STEPS steps per update, `num_updates` updates."""
+    return reinforce.Config(num_envs=num_envs, num_steps=NUM_STEPS, total_timesteps=num_envs * NUM_STEPS * num_updates)
+
+
 def worker(num_updates: int, repeats: int) -> dict:
     """This process's devices: every layout sharded (and unsharded on one device)."""
     count = jax.device_count()
     rows = []
     for layout, sizes in LAYOUTS.items():
         num_seeds, num_envs, mesh_seeds, mesh_envs = sizes(count)
-        config = reinforce.Config(num_envs=num_envs, num_steps=NUM_STEPS, total_timesteps=num_envs * NUM_STEPS * num_updates)
+        config = training_config(num_envs, num_updates)
         algorithm = reinforce.make_algorithm(config)
         keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds))
         steps = num_seeds * config.num_updates * config.steps_per_update
@@ -93,7 +99,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     compile_cache.enable()  # RLPG_COMPILE_CACHE=off for cold compile columns
-    num_updates = args.num_updates or (4 if args.quick else 16)
+    num_updates = args.num_updates or NUM_UPDATES[args.quick]
     if args.worker:
         print(json.dumps(worker(num_updates, args.repeats)))
         return

@@ -1,0 +1,38 @@
+"""The benchmarks no test runs end to end: every training config they build, at the sizes they
+run, is built and validated without compiling anything. A config the library refuses would
+otherwise first fail at full size, minutes in (as benchmarks.throughput's 1-env row once did);
+benchmarks/gpu.sh's scripts are checked in tests/test_gpu_script.py."""
+
+import dataclasses
+
+from experiments import train
+from rlpg import algos
+from rlpg.algos import ppo
+
+
+def test_every_config_of_the_other_benchmarks_is_valid():
+    from benchmarks import apg_vs_ppo, brax_ppo, checkpoint_cost, craftax_ppo, fingerprint, ppo_targets, sharding
+
+    for module, overrides in apg_vs_ppo.RUNS.values():
+        module.Config(env_id=apg_vs_ppo.ENV_ID, **overrides).validate()
+    for env_id, run in ppo_targets.RUNS.items():
+        ppo.Config(env_id=env_id, **run["config"]).validate()
+    for name, (algo, fields) in fingerprint.RUNS.items():
+        algos.ALGOS[algo].Config(**fields).validate()
+    # brax's configs against Pendulum-v1 (a Box in [-2, 2], as tanh needs): building a brax env costs
+    # 5-15 s each, and the adapter is tested in tests/test_adapters.py
+    brax_configs = [brax_ppo.rlpg_config(name, total) for name, steps in brax_ppo.STEPS.items() for total in (steps, steps // 4)]
+    brax_configs.append(brax_ppo.rlpg_config("halfcheetah", 4 * brax_ppo.NUM_ENVS * brax_ppo.UNROLL))
+    for config in brax_configs:
+        assert config.env_id.startswith("brax/")
+        dataclasses.replace(config, env_id="Pendulum-v1").validate()
+    craftax = ppo.Config(env_id=craftax_ppo.ENV_ID, total_timesteps=1_048_576, **craftax_ppo.SETTINGS).validate()
+    assert craftax.num_updates % 8 == 0  # the default --chunks
+    for devices in sharding.DEVICE_COUNTS:
+        for layout in sharding.LAYOUTS.values():
+            num_seeds, num_envs, mesh_seeds, mesh_envs = layout(devices)
+            assert num_seeds % mesh_seeds == 0 and num_envs % mesh_envs == 0, (devices, layout(devices))
+            for num_updates in sharding.NUM_UPDATES.values():
+                assert sharding.training_config(num_envs, num_updates).validate().num_updates == num_updates
+    for every in checkpoint_cost.CHUNKS:
+        train.make_config(train.Args(checkpoint_every=every, log_every=0))
