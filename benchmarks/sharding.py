@@ -28,6 +28,7 @@ import rlpg
 import jax
 import jax.numpy as jnp
 
+from benchmarks.throughput import training_config
 from rlpg import algos, compile_cache, sharding
 from rlpg.algos import reinforce
 
@@ -55,18 +56,13 @@ def measure(train, keys, repeats: int) -> dict:
     return {"compile_s": compile_s, "run_s": min(runs)}
 
 
-def training_config(num_envs: int, num_updates: int) -> reinforce.Config:
-    """The default REINFORCE config at `num_envs` × NUM_STEPS steps per update, `num_updates` updates."""
-    return reinforce.Config(num_envs=num_envs, num_steps=NUM_STEPS, total_timesteps=num_envs * NUM_STEPS * num_updates)
-
-
 def worker(num_updates: int, repeats: int) -> dict:
     """This process's devices: every layout sharded (and unsharded on one device)."""
     count = jax.device_count()
     rows = []
     for layout, sizes in LAYOUTS.items():
         num_seeds, num_envs, mesh_seeds, mesh_envs = sizes(count)
-        config = training_config(num_envs, num_updates)
+        config = training_config(num_envs, NUM_STEPS, num_updates)
         algorithm = reinforce.make_algorithm(config)
         keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds))
         steps = num_seeds * config.num_updates * config.steps_per_update
