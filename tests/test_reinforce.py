@@ -9,10 +9,10 @@ from rlpg import algos, envs, exact, policies, rollout
 from rlpg.algos import reinforce
 
 
-def final_eval(config, params, num_seeds, episodes=16):
-    evaluate = algos.make_evaluate(reinforce.make_algorithm(config), episodes)
+def final_eval(algorithm, policy_params, num_seeds, episodes=16):
+    evaluate = algos.make_evaluate(algorithm, episodes)
     keys = jax.random.split(jax.random.PRNGKey(1234), num_seeds)
-    return np.asarray(evaluate(keys, params["policy"])).mean(axis=1)
+    return np.asarray(evaluate(keys, policy_params)).mean(axis=1)
 
 
 def seeds(n):
@@ -24,7 +24,7 @@ def test_cartpole_solved_over_five_seeds():
     config = reinforce.Config()  # the default run of experiments.train
     assert config.num_updates * config.steps_per_update <= 500_000
     state, metrics = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(5))
-    returns = final_eval(config, state.params, 5)
+    returns = final_eval(reinforce.make_algorithm(config), state.params["policy"], 5)
     print("CartPole-v1 final greedy returns per seed:", returns)
     assert np.median(returns) >= 475
     assert np.all(np.isfinite(np.asarray(metrics["loss"])))
@@ -33,20 +33,18 @@ def test_cartpole_solved_over_five_seeds():
 def test_acrobot_reaches_minus_120():
     config = reinforce.Config(env_id="Acrobot-v1")
     state, _ = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(3))
-    returns = final_eval(config, state.params, 3)
+    returns = final_eval(reinforce.make_algorithm(config), state.params["policy"], 3)
     print("Acrobot-v1 final greedy returns per seed:", returns)
     assert np.median(returns) >= -120
 
 
 def test_pendulum_gaussian_improves_over_random():
     config = reinforce.Config(env_id="Pendulum-v1", **PENDULUM)
-    train = jax.jit(jax.vmap(reinforce.make_train(config)))
-    state, metrics = train(seeds(3))
-    env, env_params = envs.make(config.env_id)
-    policy = policies.make_policy(env, env_params, config.hidden)
-    init_params = jax.vmap(lambda k: {"policy": policy.init(jax.random.split(k, 4)[0])})(seeds(3))
-    before = final_eval(config, init_params, 3)
-    after = final_eval(config, state.params, 3)
+    algorithm = reinforce.make_algorithm(config)
+    state, metrics = jax.jit(jax.vmap(algos.train_fn(algorithm)))(seeds(3))
+    initial = jax.jit(jax.vmap(algorithm.init))(seeds(3))  # the states training started from
+    before = final_eval(algorithm, initial.params["policy"], 3)
+    after = final_eval(algorithm, state.params["policy"], 3)
     print(f"Pendulum-v1 greedy return: initial {before}, trained {after}")
     assert np.all(after > before) and np.median(after) > np.median(before) + 400
 

@@ -1,5 +1,7 @@
 """Rollouts in gymnax: shapes, the carried state, episode statistics, clipping, evaluation."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -128,15 +130,19 @@ def test_make_evaluate_plays_each_seed_as_it_plays_alone():
     algorithm = reinforce.make_algorithm(reinforce.Config(num_envs=2, num_steps=8, total_timesteps=16, hidden=(8,)))
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     params = jax.vmap(algorithm.policy.init)(jax.random.split(jax.random.PRNGKey(4), 3))
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def alone(i, greedy):  # seed i evaluated by itself
+        return rollout.evaluate(keys[i], algorithm.policy, jax.tree.map(lambda p: p[i], params), algorithm.env,
+                                algorithm.env_params, 4, greedy)
+
     returns = np.asarray(algos.make_evaluate(algorithm, 4, greedy=False)(keys, params))
     assert returns.shape == (3, 4)
-    alone = jax.jit(lambda k, p: rollout.evaluate(k, algorithm.policy, p, algorithm.env, algorithm.env_params, 4, greedy=False))
     for i in range(3):
-        np.testing.assert_array_equal(returns[i], alone(keys[i], jax.tree.map(lambda p: p[i], params)))
+        np.testing.assert_array_equal(returns[i], alone(i, False))
     assert len({tuple(r) for r in returns}) == 3  # the seeds play different episodes
     greedy = np.asarray(algos.make_evaluate(algorithm, 4)(keys, params))
-    np.testing.assert_array_equal(greedy[1], jax.jit(lambda k, p: rollout.evaluate(
-        k, algorithm.policy, p, algorithm.env, algorithm.env_params, 4))(keys[1], jax.tree.map(lambda p: p[1], params)))
+    np.testing.assert_array_equal(greedy[1], alone(1, True))
 
 
 def test_unknown_env_suggests_close_names():
