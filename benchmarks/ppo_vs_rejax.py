@@ -15,6 +15,7 @@ step at these settings over the dense-math rate measured in the same process
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -43,7 +44,9 @@ def rlpg_config(total_timesteps: int) -> ppo.Config:
 
 
 def rlpg_ppo(total_timesteps: int, num_seeds: int, eval_episodes: int = 128) -> dict:
-    """First call (compile + run) and second call seconds, env-steps/s of the second, final returns."""
+    """First call (compile + run) and second call seconds, env-steps/s of the second, final returns,
+    and `params_sha256`, a digest of the second call's final parameters (equal digests: the same
+    numbers bit for bit)."""
     algorithm = ppo.make_algorithm(rlpg_config(total_timesteps))
     train = jax.jit(algos.over_seeds(algos.train_fn(algorithm), vectorize=True))
     t0 = time.perf_counter()
@@ -53,6 +56,7 @@ def rlpg_ppo(total_timesteps: int, num_seeds: int, eval_episodes: int = 128) -> 
     t2 = time.perf_counter()
     steps = algorithm.num_updates * 16 * 128 * num_seeds
     result = {"first_call_s": t1 - t0, "second_call_s": t2 - t1, "steps_per_s": steps / (t2 - t1),
+              "params_sha256": hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in jax.tree.leaves(state.params))).hexdigest(),
               "line": f"rlpg PPO: first call {t1 - t0:.2f}s, second call {t2 - t1:.2f}s, {steps / (t2 - t1):,.0f} env-steps/s"}
     for greedy in (True, False):
         evaluate = algos.make_evaluate(algorithm, eval_episodes, greedy)

@@ -4,6 +4,9 @@ otherwise first fail at full size, minutes in (as benchmarks.throughput's 1-env 
 benchmarks/gpu.sh's scripts are checked in tests/test_gpu_script.py."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 from experiments import train
 from rlpg import algos
@@ -35,3 +38,30 @@ def test_every_config_of_the_other_benchmarks_is_valid():
             for num_updates in sharding.NUM_UPDATES.values():
                 assert throughput.training_config(num_envs, sharding.NUM_STEPS, num_updates).num_updates == num_updates
     train.make_config(train.Args(log_every=0))  # checkpoint_cost's runs (they differ in --checkpoint-every alone)
+
+
+def test_compile_flags_variants_start_jax_and_are_compared_with_the_default():
+    """benchmarks.compile_flags: each variant's XLA_FLAGS start this jaxlib's CPU backend (XLA aborts
+    on a flag it does not know), its training configs are valid, and a variant's numbers are
+    compared with the default's first round, not with its own."""
+    from benchmarks import compile_flags, ppo_vs_rejax, throughput
+
+    for name, flags in compile_flags.VARIANTS.items():
+        done = subprocess.run([sys.executable, "-c", "import jax; print(jax.numpy.ones(3).sum())"], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "XLA_FLAGS": flags})
+        assert done.returncode == 0 and done.stdout.strip() == "3.0", (name, done.stderr[-500:])
+    for num_envs, num_updates in compile_flags.TRAINING_SIZES:
+        assert throughput.training_config(num_envs, 128, num_updates).num_updates == num_updates
+    assert ppo_vs_rejax.rlpg_config(compile_flags.PPO_TIMESTEPS).num_updates >= 1
+
+    def run(compile_s, returns, digest):
+        return {"solve": {"compile_s": compile_s, "trace_lower_s": 0.5, "xla_s": compile_s - 0.5, "wall_s": compile_s + 2,
+                          "training_returns": returns},
+                "reinforce_steps_per_s": {"16": 1e5}, "ppo": {"first_call_s": 5.0, "steps_per_s": 9e4, "params_sha256": digest}}
+
+    default = [run(5.0, [500.0, 418.1], "a"), run(5.5, [500.0, 418.1], "a")]
+    other = [run(4.0, [500.0, 418.2], "b"), run(4.2, [500.0, 418.2], "b")]  # consistent with itself, not with the default
+    summary = compile_flags.summarize(other, default)
+    assert summary["solve_compile_s"] == [4.0, 4.2]
+    assert not summary["solve_returns_equal_default"] and not summary["ppo_params_equal_default"]
+    assert compile_flags.summarize(default, default)["ppo_params_equal_default"]

@@ -1,0 +1,131 @@
+"""XLA's LLVM optimization level on a CPU: compile seconds against run speed and numbers, measured.
+
+    python -m benchmarks.compile_flags                 # 2 rounds of each variant: 3-4 minutes on 2 cores
+    python -m benchmarks.compile_flags --rounds 1
+
+rlpg leaves XLA's optimization flags at their defaults (rlpg/_xla.py only turns off two
+scheduler settings that hang). With `XLA_FLAGS=--xla_backend_optimization_level=1`, XLA hands
+its CPU kernels to LLVM at -O1: a cold compile is shorter, the kernels may run slower, and their
+floating-point results may differ in the last bits, which training then amplifies. This script
+measures that trade, so that a user who iterates on short runs can choose it knowingly.
+
+Each variant runs in new processes with the persistent compilation cache off (every compile
+cold), the variants alternating round by round: the CartPole-v1 solve of `benchmarks.throughput`
+(compile split into JAX tracing and XLA), REINFORCE training env-steps/s at 16 and 1024 envs
+(the faster of two calls after compiling), and PPO at rejax's settings (`benchmarks.ppo_vs_rejax`,
+with a digest of its final parameters). Writes benchmarks/results/compile-flags-<platform>.json
+and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from benchmarks import ppo_vs_rejax, throughput
+from rlpg import compile_cache
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"default": "", "llvm-O1": "--xla_backend_optimization_level=1"}  # appended to XLA_FLAGS
+PPO_TIMESTEPS = 131_072
+TRAINING_SIZES = [(16, 64), (1024, 8)]  # (num_envs, num_updates) of 128 steps
+
+
+def measure() -> dict:
+    """One variant's figures, in this process (its XLA_FLAGS set by the caller)."""
+    compile_cache.enable("off")
+    solve = throughput.solve_time()
+    training = {str(n): max(throughput.training(n, 128, u)["steps_per_s"] for _ in range(2)) for n, u in TRAINING_SIZES}
+    ppo = ppo_vs_rejax.rlpg_ppo(PPO_TIMESTEPS, 1, eval_episodes=16)
+    return {"solve": solve, "reinforce_steps_per_s": training,
+            "ppo": {k: ppo[k] for k in ("first_call_s", "steps_per_s", "params_sha256", "greedy_eval")}}
+
+
+def measure_in_new_process(xla_flags: str) -> dict:
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip(),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.compile_flags", "--worker"], env=env, cwd=REPO,
+                          capture_output=True, text=True, check=True, timeout=900)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarize(runs: list[dict], default: list[dict]) -> dict:
+    """Ranges over rounds ([min, max]) of a variant's figures, and whether its numbers equal the default's."""
+    span = lambda values: [float(min(values)), float(max(values))]
+    return {
+        "solve_compile_s": span([r["solve"]["compile_s"] for r in runs]),
+        "solve_trace_lower_s": span([r["solve"]["trace_lower_s"] for r in runs]),
+        "solve_xla_s": span([r["solve"]["xla_s"] for r in runs]),
+        "solve_wall_s": span([r["solve"]["wall_s"] for r in runs]),
+        "reinforce_steps_per_s": {n: span([r["reinforce_steps_per_s"][n] for r in runs]) for n in runs[0]["reinforce_steps_per_s"]},
+        "ppo_first_call_s": span([r["ppo"]["first_call_s"] for r in runs]),
+        "ppo_steps_per_s": span([r["ppo"]["steps_per_s"] for r in runs]),
+        "solve_returns_equal_default": all(r["solve"]["training_returns"] == default[0]["solve"]["training_returns"] for r in runs),
+        "ppo_params_equal_default": all(r["ppo"]["params_sha256"] == default[0]["ppo"]["params_sha256"] for r in runs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2, help="new processes per variant, variants alternating")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure()))
+        return
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1; got {args.rounds}")
+    device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
+    runs = {name: [] for name in VARIANTS}
+    for round_ in range(args.rounds):
+        for name, flags in VARIANTS.items():
+            runs[name].append(measure_in_new_process(flags))
+            r = runs[name][-1]
+            print(f"round {round_ + 1} {name}: solve compile {r['solve']['compile_s']:.2f}s (XLA {r['solve']['xla_s']:.2f}s), "
+                  f"REINFORCE {', '.join(f'{n} envs {v:,.0f}' for n, v in r['reinforce_steps_per_s'].items())} env-steps/s, "
+                  f"PPO {r['ppo']['steps_per_s']:,.0f} env-steps/s", flush=True)
+    summary = {name: summarize(rs, runs["default"]) for name, rs in runs.items()}
+    result = {"device": device, "jax": jax.__version__, "base_xla_flags": os.environ.get("XLA_FLAGS", ""),
+              "variants": VARIANTS, "summary": summary, "runs": runs}
+    rng = lambda v, fmt="{:.2f}": "–".join(dict.fromkeys(fmt.format(x) for x in v))
+    same = {True: "identical", False: "**differ**"}
+    lines = [f"# XLA's LLVM optimization level on {device} (jax {jax.__version__})", "",
+             f"Each variant in {args.rounds} new process(es), variants alternating, persistent cache off (cold compiles); "
+             "ranges over the rounds. Solve: `benchmarks.throughput` (default REINFORCE, 5 seeds, CartPole-v1). "
+             f"PPO: rejax's settings, {PPO_TIMESTEPS:,} steps, 1 seed, env-steps/s of a second call.", "",
+             "| variant | XLA_FLAGS added | solve compile s (of it XLA) | solve wall s | "
+             + " | ".join(f"REINFORCE {n} envs env-steps/s" for n, _ in TRAINING_SIZES)
+             + " | PPO first call s | PPO env-steps/s | numbers vs default |",
+             "| --- | --- | --- | --- | " + "--- | " * len(TRAINING_SIZES) + "--- | --- | --- |"]
+    for name, s in summary.items():
+        numbers = (f"solve returns {same[s['solve_returns_equal_default']]}, PPO parameters {same[s['ppo_params_equal_default']]}"
+                   if name != "default" else "(the reference)")
+        lines.append(f"| {name} | {f'`{VARIANTS[name]}`' if VARIANTS[name] else '(none)'} | {rng(s['solve_compile_s'])} ({rng(s['solve_xla_s'])}) | "
+                     f"{rng(s['solve_wall_s'], '{:.1f}')} | "
+                     + " | ".join(rng(s["reinforce_steps_per_s"][str(n)], "{:,.0f}") for n, _ in TRAINING_SIZES)
+                     + f" | {rng(s['ppo_first_call_s'], '{:.1f}')} | {rng(s['ppo_steps_per_s'], '{:,.0f}')} | {numbers} |")
+    base = np.mean(summary["default"]["solve_xla_s"])
+    for name, s in summary.items():
+        if name != "default":
+            lines += ["", f"{name}: XLA's share of the solve's compile {np.mean(s['solve_xla_s']):.2f} s against "
+                      f"{base:.2f} s by default ({np.mean(s['solve_xla_s']) / base:.0%}); PPO env-steps/s "
+                      f"{np.mean(s['ppo_steps_per_s']) / np.mean(summary['default']['ppo_steps_per_s']):.0%} of the default's."]
+    print("\n".join(lines), flush=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"compile-flags-{jax.devices()[0].platform}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {stem}.json and .md", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
