@@ -22,18 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks import ppo_vs_rejax, throughput
+from benchmarks import ppo_vs_rejax, run_in_new_process, throughput
 from rlpg import compile_cache
 
 RESULTS = Path(__file__).parent / "results"
-REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"default": "", "llvm-O1": "--xla_backend_optimization_level=1"}  # appended to XLA_FLAGS
 PPO_TIMESTEPS = 131_072
 TRAINING_SIZES = [(16, 64), (1024, 8)]  # (num_envs, num_updates) of 128 steps
@@ -49,12 +47,14 @@ def measure() -> dict:
             "ppo": {k: ppo[k] for k in ("first_call_s", "steps_per_s", "params_sha256", "greedy_eval")}}
 
 
+def variant_env(xla_flags: str) -> dict[str, str]:
+    """A variant's flags appended to this process's XLA_FLAGS (a later flag wins)."""
+    return {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()}
+
+
 def measure_in_new_process(xla_flags: str) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip(),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.compile_flags", "--worker"], env=env, cwd=REPO,
-                          capture_output=True, text=True, check=True, timeout=900)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    stdout = run_in_new_process(["-m", "benchmarks.compile_flags", "--worker"], env=variant_env(xla_flags))
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def summarize(runs: list[dict], default: list[dict]) -> dict:

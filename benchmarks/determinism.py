@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,10 +22,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks import run_in_new_process
 from rlpg import experiment
 
 RESULTS = Path(__file__).parent / "results"
-REPO = Path(__file__).resolve().parents[1]
 RUNS = {  # flags of experiments.train per algorithm
     "reinforce": ["--algo=reinforce", "--num-seeds=4", "--total-timesteps=100000"],
     "ppo": ["--algo=ppo", "--num-seeds=4", "--total-timesteps=100000"],
@@ -36,9 +35,7 @@ TINY = {"reinforce": ["--algo=reinforce", "--num-seeds=2", "--total-timesteps=25
 
 
 def train_in_new_process(flags: list[str], out: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "experiments.train", f"--out={out}", "--compile-cache=off", "--log-every=0", *flags]
-    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=900)
+    run_in_new_process(["-m", "experiments.train", f"--out={out}", "--compile-cache=off", "--log-every=0", *flags])
 
 
 def compare(a: Path, b: Path) -> dict:

@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import re
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rlpg
+from benchmarks import run_in_new_process
 from rlpg import algos, compile_cache, envs, policies, rollout
 from rlpg.algos import reinforce
 
@@ -35,7 +35,6 @@ ENV_ID = "CartPole-v1"
 RESULTS = Path(__file__).parent / "results"
 TORCH_PYTHON = Path("/tmp/torchref/bin/python")
 PEER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_reinforce.py"
-REPO = Path(__file__).resolve().parents[1]
 # Cold compile of the solve's programs (init + a 5-update chunk, 5 seeds) before issue 20, commit d9d4916,
 # on that session's machine. Machines differ in speed: to compare code, run both commits on one machine.
 RECORDED_COMPILE_S = 6.1
@@ -170,11 +169,9 @@ def solve_in_new_process(cache_dir: str) -> dict:
     """`solve_time()` in a new Python process whose persistent compilation cache is `cache_dir`:
     what a user waits for from a shell, cold (empty folder) or warm (a previous run filled it).
     Adds `process_s`, the process's wall time, imports and evaluation included."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--solve-worker", "--compile-cache", cache_dir],
-                          capture_output=True, text=True, env=env, cwd=REPO, check=True, timeout=900)
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - t0}
+    stdout = run_in_new_process(["-m", "benchmarks.throughput", "--solve-worker", "--compile-cache", cache_dir])
+    return {**json.loads(stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - t0}
 
 
 def torch_peer(seconds: float) -> dict | None:

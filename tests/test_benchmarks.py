@@ -4,9 +4,7 @@ otherwise first fail at full size, minutes in (as benchmarks.throughput's 1-env 
 benchmarks/gpu.sh's scripts are checked in tests/test_gpu_script.py."""
 
 import dataclasses
-import os
 import subprocess
-import sys
 
 from experiments import train
 from rlpg import algos
@@ -44,12 +42,15 @@ def test_compile_flags_variants_start_jax_and_are_compared_with_the_default():
     """benchmarks.compile_flags: each variant's XLA_FLAGS start this jaxlib's CPU backend (XLA aborts
     on a flag it does not know), its training configs are valid, and a variant's numbers are
     compared with the default's first round, not with its own."""
-    from benchmarks import compile_flags, ppo_vs_rejax, throughput
+    from benchmarks import compile_flags, ppo_vs_rejax, run_in_new_process, throughput
 
     for name, flags in compile_flags.VARIANTS.items():
-        done = subprocess.run([sys.executable, "-c", "import jax; print(jax.numpy.ones(3).sum())"], capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "XLA_FLAGS": flags})
-        assert done.returncode == 0 and done.stdout.strip() == "3.0", (name, done.stderr[-500:])
+        try:
+            stdout = run_in_new_process(["-c", "import jax; print(jax.numpy.ones(3).sum())"],
+                                        env=compile_flags.variant_env(flags), timeout=120)
+        except subprocess.CalledProcessError as error:
+            raise AssertionError(f"variant {name!r} ({flags}) does not start jax: {error.stderr[-500:]}") from error
+        assert stdout.strip() == "3.0", (name, stdout)
     for num_envs, num_updates in compile_flags.TRAINING_SIZES:
         assert throughput.training_config(num_envs, 128, num_updates).num_updates == num_updates
     assert ppo_vs_rejax.rlpg_config(compile_flags.PPO_TIMESTEPS).num_updates >= 1
