@@ -167,3 +167,19 @@ def test_report_chunk_prints_logged_updates_over_seeds():
     assert "return    10.00 [2.0, 20.0]" in lines[1]
     printer.report_chunk(metrics, log_every=0)
     assert len(lines) == 3
+
+
+def test_begin_chunk_labels_the_seeds_of_each_chunk_from_the_first():
+    """Seeds run one after another, in chunks of updates: without `begin_chunk` the second chunk's
+    first seed (update 3, later than the last report) would keep the previous seed's label."""
+    from rlpg.experiment import ProgressPrinter
+
+    lines = []
+    printer = ProgressPrinter(num_seeds=2, total_updates=4, print_fn=lines.append)
+    for updates in ((1, 2), (3, 4)):
+        printer.begin_chunk()
+        for _ in range(2):
+            for update in updates:
+                printer({"update": update, "env_steps": 10 * update, "episode_return": 1.0})
+    labels = [line.split("  env")[0] for line in lines]
+    assert labels == [f"seed {seed}/2  update     {u}/4" for chunk in ((1, 2), (3, 4)) for seed in (1, 2) for u in chunk]
