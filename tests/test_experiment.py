@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,27 @@ import rlpg
 from experiments import train as train_cli
 
 
+EVAL_BUILD_S = 1000.0  # the run's clock jumps this much while it builds its evaluation program
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """A 2-seed CartPole run. Its clock (`time.perf_counter` as the CLI sees it) jumps
+    EVAL_BUILD_S when the evaluation program is built, so the summary shows where that wait is
+    counted: in compile_seconds, not in train_seconds nor nowhere."""
     out = tmp_path_factory.mktemp("runs") / "cartpole"
     args = train_cli.Args(num_seeds=2, total_timesteps=200_000, eval_episodes=4, log_every=25, out=out)
-    summary = train_cli.run(args)
+    jump = [0.0]
+    make_evaluate = train_cli.algos.make_evaluate
+
+    def slow_make_evaluate(*args, **kwargs):
+        jump[0] += EVAL_BUILD_S
+        return make_evaluate(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_cli, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + jump[0]))
+        patch.setattr(train_cli.algos, "make_evaluate", slow_make_evaluate)
+        summary = train_cli.run(args)
     return out, summary
 
 
@@ -35,7 +53,8 @@ def test_run_folder_holds_everything(run_dir):
     saved = json.loads((out / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
     assert len(saved["eval_return_mean"]) == 2
-    assert saved["compile_seconds"] > 0 and saved["env_steps_per_second"] > 0
+    assert EVAL_BUILD_S < saved["compile_seconds"] < EVAL_BUILD_S + 120 and saved["train_seconds"] < EVAL_BUILD_S
+    assert saved["env_steps_per_second"] == pytest.approx(2 * 200_000 / saved["train_seconds"])
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
