@@ -195,7 +195,7 @@ def test_brax_time_limit_truncates_bootstraps_from_the_reached_state_and_resets_
     assert np.abs(after - first).max() > 1e-4
     np.testing.assert_array_equal(np.asarray(last["after"].env_state.time), 0)
     # brax's EpisodeWrapper calls the same step `truncation`
-    wstate = wrapped.reset(jax.random.PRNGKey(3))
+    wstate = jax.jit(wrapped.reset)(jax.random.PRNGKey(3))  # op by op it would compile some 200 kernels
     wstep = jax.jit(wrapped.step)
     flags = []
     for _ in range(4):
@@ -218,6 +218,17 @@ def test_brax_termination_is_terminated_never_truncated(brax_pendulum):
     np.testing.assert_array_less(0.2, np.abs(np.asarray(next_obs[:, 1])))  # the pole angle that ended it
     assert np.abs(np.asarray(batch.obs)).max() <= 0.01  # reset after the end
     np.testing.assert_array_equal(ep_length, t + 1)
+
+
+def test_brax_observation_size_comes_from_an_abstract_reset():
+    """brax's own `observation_size` resets the env op by op, compiling each op (10-30 s);
+    BraxEnv reads the size off an abstract reset: brax's reset sees only tracers."""
+    pytest.importorskip("brax")
+    env, params = envs.make("brax/inverted_pendulum")
+    reset, keys = env.brax_env.reset, []
+    env.brax_env.reset = lambda key: (keys.append(key), reset(key))[1]
+    assert env.observation_space(params).shape == (4,) and env.observation_space(params).shape == (4,)
+    assert len(keys) == 1 and isinstance(keys[0], jax.core.Tracer)  # once, abstract
 
 
 @pytest.mark.parametrize("continuous_actions", ["tanh"])
