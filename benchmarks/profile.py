@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+if __name__ == "__main__":  # before jax starts; imported (e.g. by a test), the module leaves XLA_FLAGS alone
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
@@ -32,6 +33,10 @@ from rlpg import algos, compile_cache  # noqa: E402
 from rlpg.algos import ppo, reinforce  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+CONFIGS = {  # the profiled runs: 16 updates of REINFORCE's default, 32 of PPO at rejax's settings
+    "reinforce": reinforce.Config(total_timesteps=16 * 4000),
+    "ppo": ppo.Config(total_timesteps=32 * 2048, **REJAX_SETTINGS),
+}
 CONTAINERS = ("while", "call", "conditional", "ThunkExecutor")
 
 
@@ -54,17 +59,12 @@ def kernel_times(trace_dir: str) -> tuple[collections.Counter, collections.Count
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", choices=("reinforce", "ppo"), default="reinforce")
+    parser.add_argument("--algo", choices=tuple(CONFIGS), default="reinforce")
     parser.add_argument("--top", type=int, default=15, help="kernel kinds to list")
     args = parser.parse_args()
     compile_cache.enable()
-    if args.algo == "ppo":
-        config = ppo.Config(total_timesteps=32 * 2048, **REJAX_SETTINGS)
-        algorithm = ppo.make_algorithm(config)
-    else:
-        config = reinforce.Config(total_timesteps=16 * 4000)
-        algorithm = reinforce.make_algorithm(config)
-    train = jax.jit(algos.train_fn(algorithm))
+    config = CONFIGS[args.algo]
+    train = jax.jit(algos.train_fn(algos.ALGOS[args.algo].make_algorithm(config)))
     key = jax.random.PRNGKey(0)
     jax.block_until_ready(train(key))
     t0 = time.perf_counter()

@@ -4,6 +4,7 @@ otherwise first fail at full size, minutes in (as benchmarks.throughput's 1-env 
 benchmarks/gpu.sh's scripts are checked in tests/test_gpu_script.py."""
 
 import dataclasses
+import os
 import subprocess
 
 from experiments import train
@@ -12,7 +13,12 @@ from rlpg.algos import ppo
 
 
 def test_every_config_of_the_other_benchmarks_is_valid():
-    from benchmarks import apg_vs_ppo, brax_ppo, craftax_ppo, fingerprint, ppo_targets, sharding, throughput
+    from benchmarks import apg_vs_ppo, brax_ppo, craftax_ppo, fingerprint, ppo_targets, profile, sharding, throughput
+
+    assert "xprof_traceme" not in os.environ.get("XLA_FLAGS", "")  # only `python -m benchmarks.profile` sets it
+    for algo, num_updates in (("reinforce", 16), ("ppo", 32)):
+        config = profile.CONFIGS[algo]
+        assert isinstance(config, algos.ALGOS[algo].Config) and config.validate().num_updates == num_updates
 
     for module, overrides in apg_vs_ppo.RUNS.values():
         module.Config(env_id=apg_vs_ppo.ENV_ID, **overrides).validate()
@@ -21,7 +27,7 @@ def test_every_config_of_the_other_benchmarks_is_valid():
     for name, (algo, fields) in fingerprint.RUNS.items():
         algos.ALGOS[algo].Config(**fields).validate()
     # brax's configs against Pendulum-v1 (a Box in [-2, 2], as tanh needs): building a brax env costs
-    # 5-15 s each, and the adapter is tested in tests/test_adapters.py
+    # 0.5-1 s each, and the adapter is tested in tests/test_adapters.py
     brax_configs = [brax_ppo.rlpg_config(name, total) for name, steps in brax_ppo.STEPS.items() for total in (steps, steps // 4)]
     brax_configs.append(brax_ppo.rlpg_config("halfcheetah", 4 * brax_ppo.NUM_ENVS * brax_ppo.UNROLL))
     for config in brax_configs:
