@@ -83,16 +83,21 @@ def reference_scores(env_id: str, env, env_params) -> dict[str, float]:
     if not hasattr(env, "tabular_mdp"):
         return {"best": 0.0}
     mdp, horizon = env.tabular_mdp(), int(env_params.max_steps_in_episode)
-    scores = {"best": float(exact.finite_horizon_optimal_return(mdp, horizon))}
-    if env_id == "AliasedGridworld-v0":
-        logits = exact.deterministic_observation_policies(env_params.observations, env.num_actions)
-        values = jax.vmap(exact.finite_horizon_expected_return, in_axes=(None, 0, None))(mdp, logits, horizon)
-        scores["best_deterministic_over_observations"] = float(values.max())
-        phi = env.features()
-        grad = jax.grad(lambda th: exact.finite_horizon_expected_return(mdp, phi @ th, horizon))
-        theta = jax.lax.fori_loop(0, 2000, lambda _, th: th + 0.05 * grad(th), jnp.zeros(phi.shape[-1]))
-        scores["best_stochastic_over_observations"] = float(exact.finite_horizon_expected_return(mdp, phi @ theta, horizon))
-    return scores
+
+    @jax.jit  # one program per world: op by op, these compile some 50 small kernels
+    def scores():
+        out = {"best": exact.finite_horizon_optimal_return(mdp, horizon)}
+        if env_id == "AliasedGridworld-v0":
+            logits = exact.deterministic_observation_policies(env_params.observations, env.num_actions)
+            values = jax.vmap(exact.finite_horizon_expected_return, in_axes=(None, 0, None))(mdp, logits, horizon)
+            out["best_deterministic_over_observations"] = values.max()
+            phi = env.features()
+            grad = jax.grad(lambda th: exact.finite_horizon_expected_return(mdp, phi @ th, horizon))
+            theta = jax.lax.fori_loop(0, 2000, lambda _, th: th + 0.05 * grad(th), jnp.zeros(phi.shape[-1]))
+            out["best_stochastic_over_observations"] = exact.finite_horizon_expected_return(mdp, phi @ theta, horizon)
+        return out
+
+    return {name: float(value) for name, value in scores().items()}
 
 
 def run_world(env_id: str, num_seeds: int, seed: int, quick: bool) -> dict:
@@ -104,8 +109,8 @@ def run_world(env_id: str, num_seeds: int, seed: int, quick: bool) -> dict:
     t0 = time.perf_counter()
     state, metrics = jax.block_until_ready(jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(keys))
     seconds = time.perf_counter() - t0
-    score = jax.vmap(lambda p: exact_score(env, env_params, p))
-    initial = exact_score(env, env_params, algorithm.policy.init(keys[0]))
+    score = jax.jit(jax.vmap(lambda p: exact_score(env, env_params, p)))  # one program, not op by op
+    initial = score(jax.vmap(algorithm.policy.init)(keys[:1]))[0]
     return {
         "env": env_id,
         "config": dataclasses.asdict(config),
