@@ -251,9 +251,13 @@ def measure(
         check_size("batch_sizes", m)
     horizon = int(params.max_steps_in_episode)
     mdp = env.tabular_mdp(params)
-    grad = exact.finite_horizon_policy_gradient(mdp, logits, horizon)
-    values = exact.finite_horizon_values(mdp, logits, horizon)
-    J = mdp.initial @ values[0]
+
+    @jax.jit  # one program (op by op: dozens of small compiles); logits concrete in it, so exact checks them
+    def exact_targets():
+        values = exact.finite_horizon_values(mdp, logits, horizon)
+        return exact.finite_horizon_policy_gradient(mdp, logits, horizon), values, mdp.initial @ values[0]
+
+    grad, values, J = exact_targets()
     M = max(batch_sizes)
 
     @jax.jit
@@ -321,7 +325,7 @@ def measure_training_path(
 
     counted = first.replace(baseline="none", discount_weighting="gradient")
     carried = first.replace(baseline="value", discount_weighting="gradient")
-    value_params = reinforce.make_algorithm(carried).init(jax.random.PRNGKey(0)).params["value"]
+    value_params = jax.jit(reinforce.make_algorithm(carried).init)(jax.random.PRNGKey(0)).params["value"]  # compiled, as training's
     params = {"policy": theta, "value": value_params}
     gradients = {name: reinforce.make_policy_gradient(c) for name, c in configs.items()}
 
@@ -343,7 +347,8 @@ def measure_training_path(
 
     estimates = run(key)
     gammas = sorted({float(c.gamma) for c in configs.values()})
-    exact_grads = {gm: jax.grad(objective)(theta, gm) for gm in gammas}  # one per γ, not one per variant
+    exact_grad = jax.jit(jax.grad(objective), static_argnums=1)  # γ concrete: exact's check of it runs as before
+    exact_grads = {gm: exact_grad(theta, gm) for gm in gammas}  # one per γ, not one per variant
     rows = []
     for name, c in configs.items():
         target = np.asarray(exact_grads[float(c.gamma)], np.float64)
