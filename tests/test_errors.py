@@ -154,6 +154,8 @@ LAB_CASES = {
     "one batch": ("num_batches", lambda env, params, logits: L.measure(KEY, env, params, logits, [2], 1)),
     "logits of another world": ("logits", lambda env, params, logits: L.sample_episodes(KEY, env, params, jnp.zeros((9, 9)), 2)),
     "horizon 0": ("horizon", lambda env, params, logits: L.tabular_params(env, horizon=0)),
+    "NaN logits measured": ("logits", lambda env, params, logits: L.measure(KEY, env, params, logits.at[0, 1].set(jnp.nan), [2], 2)),
+    "logits of another world measured": ("logits", lambda env, params, logits: L.measure(KEY, env, params, jnp.zeros((9, 9)), [2], 2)),
 }
 
 
