@@ -109,8 +109,8 @@ def run_world(env_id: str, num_seeds: int, seed: int, quick: bool) -> dict:
     t0 = time.perf_counter()
     state, metrics = jax.block_until_ready(jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(keys))
     seconds = time.perf_counter() - t0
-    score = jax.jit(jax.vmap(lambda p: exact_score(env, env_params, p)))  # one program, not op by op
-    initial = score(jax.vmap(algorithm.policy.init)(keys[:1]))[0]
+    score = jax.jit(jax.vmap(lambda p: exact_score(env, env_params, p)))  # one program for both calls, not op by op
+    initial = score(jax.vmap(algorithm.policy.init)(keys))[0]  # seed 0's initial policy
     return {
         "env": env_id,
         "config": dataclasses.asdict(config),

@@ -29,9 +29,9 @@ def run_dir(tmp_path_factory):
     jump = [0.0]
     make_evaluate = train_cli.algos.make_evaluate
 
-    def slow_make_evaluate(*args, **kwargs):
+    def slow_make_evaluate(*evaluate_args, **evaluate_kwargs):
         jump[0] += EVAL_BUILD_S
-        return make_evaluate(*args, **kwargs)
+        return make_evaluate(*evaluate_args, **evaluate_kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_cli, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + jump[0]))
