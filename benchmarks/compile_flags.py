@@ -1,13 +1,15 @@
-"""XLA's LLVM optimization level on a CPU: compile seconds against run speed and numbers, measured.
+"""XLA's CPU compile flags: compile seconds against run speed and numbers, measured.
 
-    python -m benchmarks.compile_flags                 # 2 rounds of each variant: 3-4 minutes on 2 cores
+    python -m benchmarks.compile_flags                 # 2 rounds of each variant: 8 minutes on 2 cores
     python -m benchmarks.compile_flags --rounds 1
 
 rlpg leaves XLA's optimization flags at their defaults (rlpg/_xla.py only turns off two
-scheduler settings that hang). With `XLA_FLAGS=--xla_backend_optimization_level=1`, XLA hands
-its CPU kernels to LLVM at -O1: a cold compile is shorter, the kernels may run slower, and their
-floating-point results may differ in the last bits, which training then amplifies. This script
-measures that trade, so that a user who iterates on short runs can choose it knowingly.
+scheduler settings that hang; the test suite adds `_xla.FAST_COMPILE_CPU_FLAGS`). With
+`XLA_FLAGS=--xla_backend_optimization_level=1`, XLA hands its CPU kernels to LLVM at -O1, and
+`--xla_cpu_use_fusion_emitters=false` has it emit fusions with its legacy emitters instead of
+the MLIR ones: a cold compile is shorter, the kernels may run slower, and their floating-point
+results may differ in the last bits, which training then amplifies. This script measures that
+trade, so that a user who iterates on short runs can choose it knowingly.
 
 Each variant runs in new processes with the persistent compilation cache off (every compile
 cold), the variants alternating round by round: the CartPole-v1 solve of `benchmarks.throughput`
@@ -32,7 +34,12 @@ from benchmarks import ppo_vs_rejax, run_in_new_process, throughput
 from rlpg import compile_cache
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = {"default": "", "llvm-O1": "--xla_backend_optimization_level=1"}  # appended to XLA_FLAGS
+VARIANTS = {  # appended to XLA_FLAGS
+    "default": "",
+    "llvm-O1": "--xla_backend_optimization_level=1",
+    "no-fusion-emitters": "--xla_cpu_use_fusion_emitters=false",
+    "llvm-O1 + no-fusion-emitters": "--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false",
+}
 PPO_TIMESTEPS = 131_072
 TRAINING_SIZES = [(16, 64), (1024, 8)]  # (num_envs, num_updates) of 128 steps
 
@@ -98,7 +105,7 @@ def main() -> None:
               "variants": VARIANTS, "summary": summary, "runs": runs}
     rng = lambda v, fmt="{:.2f}": "–".join(dict.fromkeys(fmt.format(x) for x in v))
     same = {True: "identical", False: "**differ**"}
-    lines = [f"# XLA's LLVM optimization level on {device} (jax {jax.__version__})", "",
+    lines = [f"# XLA's CPU compile flags on {device} (jax {jax.__version__})", "",
              f"Each variant in {args.rounds} new process(es), variants alternating, persistent cache off (cold compiles); "
              "ranges over the rounds. Solve: `benchmarks.throughput` (default REINFORCE, 5 seeds, CartPole-v1). "
              f"PPO: rejax's settings, {PPO_TIMESTEPS:,} steps, 1 seed, env-steps/s of a second call.", "",

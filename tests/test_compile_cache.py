@@ -12,7 +12,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 from experiments import train as train_cli
-from rlpg import compile_cache
+from rlpg import _xla, compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,3 +95,17 @@ def test_bad_arguments_are_named(kwargs, match):
 @pytest.mark.parametrize("num_updates, log_every, chunk", [(125, 10, 5), (120, 10, 10), (7, 10, 7), (13, 5, 1), (50, 0, 50)])
 def test_progress_chunk_divides_the_run(num_updates, log_every, chunk):
     assert train_cli.progress_chunk(num_updates, log_every) == chunk
+
+
+def test_xla_accepts_known_flags_and_refuses_an_unknown_one():
+    """The guard of the suite's fast-compile flags: XLA aborts a process on a flag it does not know,
+    so `xla_accepts` must start a backend to tell (importing jax alone parses no flag)."""
+    assert _xla.xla_accepts(_xla.FAST_COMPILE_CPU_FLAGS)
+    assert not _xla.xla_accepts({"xla_cpu_no_such_flag": "true"})
+    assert all(f"--{flag}=" in os.environ["XLA_FLAGS"] for flag in _xla.FAST_COMPILE_CPU_FLAGS)  # set by conftest
+
+
+def test_append_flags_keeps_a_flag_already_set(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    _xla.append_flags(_xla.FAST_COMPILE_CPU_FLAGS)
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_backend_optimization_level=3", "--xla_cpu_use_fusion_emitters=false"]
