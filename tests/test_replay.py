@@ -27,13 +27,16 @@ def test_init_is_empty_and_shaped_like_the_example():
     assert buffer.data["action"].dtype == jnp.int32 and buffer.data["done"].dtype == jnp.bool_
 
 
+add = jax.jit(replay.add)  # one program per batch size, shared by the examples (training jits add too)
+
+
 @settings(max_examples=15)
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=6))
 def test_add_matches_a_ring_of_the_latest_transitions(batch_sizes):
     capacity = 5
     buffer, model, start = replay.init(EXAMPLE, capacity), collections.deque(maxlen=capacity), 0
     for b in batch_sizes:
-        buffer = replay.add(buffer, transitions(start, b))
+        buffer = add(buffer, transitions(start, b))
         model.extend(range(start, start + b))
         start += b
     assert int(buffer.size) == len(model) == min(start, capacity)
