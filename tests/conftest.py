@@ -6,7 +6,7 @@ from rlpg import _xla
 
 # The suite is compile-bound (most of its time is XLA compiling hundreds of distinct programs), so
 # it compiles with `_xla.FAST_COMPILE_CPU_FLAGS`, set here before any backend starts and inherited
-# by the worker processes, subprocesses and notebook kernels: the whole suite in 585-656 s instead of
+# by the worker processes, subprocesses and notebook kernels: the whole suite in 585-671 s instead of
 # 956 s on 2 cores. Assertions compare floats to float32 tolerances and demand bit-for-bit
 # equality only between runs of one program, so no assertion depends on the flags. A flag already
 # in XLA_FLAGS wins: `XLA_FLAGS="--xla_backend_optimization_level=3
