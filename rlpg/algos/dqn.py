@@ -91,7 +91,10 @@ class Config(BaseConfig):
     double: bool = static(False)
     """double DQN (the online network selects the bootstrap action, the target evaluates it)"""
     loss: TDLoss = static("mse")
-    """TD loss"""
+    """TD loss: ½ squared error, or Huber (δ = 1). At the other defaults Huber's Q diverges on
+    CartPole-v1 (seed 100: mean Q 850 after 200k steps, above the 1/(1 − γ) = 100 any return
+    allows) and
+    solves 0 of 20 seeds; at lr 2e-3, 6 of 20"""
     lr: float = numeric(5e-4, positive=True)
     """Adam step size. With exploration_fraction 0.1 the defaults' greedy policy solves
     CartPole-v1 (return >= 475) within 200k steps in 54 of 60 seeds; at the former 2.5e-4 and
