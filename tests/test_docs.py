@@ -1,19 +1,23 @@
-"""The docs stay true: docs/compose.md's example runs and learns; docs/api.md lists every public name."""
+"""The docs stay true: docs/compose.md's example runs and learns; docs/api.md lists every public name;
+README's command lines parse to valid configs."""
 
 import importlib
 import inspect
 import pkgutil
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tyro
 
 import rlpg
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
 
 
 def compose_example() -> str:
@@ -82,3 +86,29 @@ def test_pure_modules_import_no_experiment_layer(module):
     code = f"import sys, rlpg.{module}; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def readme_train_commands() -> list[list[str]]:
+    """The flags of every `python -m experiments.train ...` line of README.md, comments dropped."""
+    lines = re.findall(r"^python -m experiments\.train (.*)$", README.read_text(), re.M)
+    return [shlex.split(line, comments=True) for line in lines]
+
+
+def test_readme_train_commands_parse_to_valid_configs():
+    """A renamed flag or a value its algorithm refuses fails here, not in a reader's terminal."""
+    from experiments import train
+
+    commands = readme_train_commands()
+    assert len(commands) >= 15
+    for flags in commands:
+        train.make_config(tyro.cli(train.Args, args=flags))
+
+
+def test_readme_acrobot_command_trains_the_tested_settings():
+    """README promises its Acrobot command reaches -120; test_reinforce checks it at ACROBOT."""
+    from experiments import train
+    from test_reinforce import ACROBOT
+
+    (flags,) = [flags for flags in readme_train_commands() if "Acrobot-v1" in flags]
+    _, config = train.make_config(tyro.cli(train.Args, args=flags))
+    assert config.env_id == "Acrobot-v1" and {name: getattr(config, name) for name in ACROBOT} == ACROBOT
