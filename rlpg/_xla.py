@@ -29,11 +29,19 @@ FAST_COMPILE_CPU_FLAGS = {
 }
 
 
-def append_flags(flags: dict[str, str]) -> None:
-    """Append `--flag=value` to `XLA_FLAGS` for each of `flags` that `XLA_FLAGS` does not already set."""
+def with_flags(flags: dict[str, str]) -> str:
+    """This process's `XLA_FLAGS` with `--flag=value` appended for each of `flags` it does not
+    already set (a flag the user set wins)."""
+    xla_flags = os.environ.get("XLA_FLAGS", "")
     for flag, value in flags.items():
-        if flag not in os.environ.get("XLA_FLAGS", ""):
-            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{flag}={value}".strip()
+        if flag not in xla_flags:
+            xla_flags = f"{xla_flags} --{flag}={value}".strip()
+    return xla_flags
+
+
+def append_flags(flags: dict[str, str]) -> None:
+    """Set `XLA_FLAGS` to `with_flags(flags)`."""
+    os.environ["XLA_FLAGS"] = with_flags(flags)
 
 
 def set_safe_cpu_flags() -> None:
@@ -42,10 +50,9 @@ def set_safe_cpu_flags() -> None:
 
 
 def xla_accepts(flags: dict[str, str]) -> bool:
-    """Whether this jaxlib's XLA knows every one of `flags`: a new Python process starts the
+    """Whether this jaxlib's XLA starts with `with_flags(flags)`: a new Python process starts the
     backend with them (about a second). XLA aborts a process whose XLA_FLAGS name a flag it does
     not know, so a flag a later jaxlib drops must be tested this way before this process sets it."""
-    extra = " ".join(f"--{flag}={value}" for flag, value in flags.items())
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {extra}".strip(), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": with_flags(flags), "JAX_PLATFORMS": "cpu"}
     probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env, capture_output=True)
     return probe.returncode == 0
