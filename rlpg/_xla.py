@@ -49,10 +49,16 @@ def set_safe_cpu_flags() -> None:
     append_flags(SAFE_CPU_FLAGS)
 
 
-def xla_accepts(flags: dict[str, str]) -> bool:
+def xla_accepts(flags: dict[str, str], timeout_s: float = 60.0) -> bool:
     """Whether this jaxlib's XLA starts with `with_flags(flags)`: a new Python process starts the
     backend with them (about a second). XLA aborts a process whose XLA_FLAGS name a flag it does
-    not know, so a flag a later jaxlib drops must be tested this way before this process sets it."""
+    not know, so a flag a later jaxlib drops must be tested this way before this process sets it.
+    A probe still running after `timeout_s` is killed and counts as a refusal: the caller goes on
+    without the flags instead of waiting forever."""
     env = {**os.environ, "XLA_FLAGS": with_flags(flags), "JAX_PLATFORMS": "cpu"}
-    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env, capture_output=True)
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env, capture_output=True,
+                               timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
     return probe.returncode == 0

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -104,6 +105,19 @@ def test_xla_accepts_tells_known_flags_from_unknown_and_the_suite_sets_the_accep
     assert not _xla.xla_accepts({"xla_cpu_no_such_flag": "true"})
     set_by_conftest = all(f"--{flag}=" in os.environ.get("XLA_FLAGS", "") for flag in _xla.FAST_COMPILE_CPU_FLAGS)
     assert set_by_conftest == _xla.xla_accepts(_xla.FAST_COMPILE_CPU_FLAGS)
+
+
+def test_xla_accepts_refuses_a_probe_that_hangs(tmp_path, monkeypatch):
+    """A backend that never finishes starting (here a stand-in Python that sleeps, then would
+    succeed) is a refusal after `timeout_s`, so conftest goes on at XLA's defaults instead of
+    hanging the suite before pytest-timeout can see it."""
+    sleeper = tmp_path / "python"
+    sleeper.write_text("#!/bin/sh\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(sleeper))
+    t0 = time.perf_counter()
+    assert not _xla.xla_accepts(_xla.SAFE_CPU_FLAGS, timeout_s=0.5)
+    assert time.perf_counter() - t0 < 10
 
 
 def test_append_flags_keeps_a_flag_already_set(monkeypatch):
