@@ -224,12 +224,15 @@ def run(args: Args) -> dict:
         return sharding.shard_seeds(fn, mesh, args.vectorize_seeds)
 
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
+    # The numeric fields (lr, gamma, ...) enter as arguments: runs that differ only in them share
+    # every compiled program through the persistent cache.
+    hparams = algos.numeric_hparams(config, args.num_seeds)
     chunk = args.checkpoint_every or progress_chunk(algorithm.num_updates, args.log_every)
     init = jax.jit(over_seeds(algorithm.init))
     run_chunk = jax.jit(lambda state, n: over_seeds(lambda s: algos.run_updates(algorithm.update, s, n))(state), static_argnums=1)
 
     t0 = time.perf_counter()
-    state = jax.block_until_ready(init(keys))
+    state = jax.block_until_ready(init(keys, hparams))
     compile_s, train_s = time.perf_counter() - t0, 0.0
     metrics: dict[str, np.ndarray] = {}
     done = 0  # updates so far, the same for every seed

@@ -338,24 +338,28 @@ def restore_resume_point(point: Path, abstract_state: Any, manifest: dict | None
 
 def _check_state_layout(path: Path, abstract_state: Any) -> None:
     """ValueError, before any restore, if the state saved in `path` has other top-level fields than
-    `abstract_state` (a point written by an rlpg whose training state was laid out differently,
-    e.g. before the algorithms shared one `TrainState`): the files are sound, only not this
-    version's, so nothing is called damaged, restarted or deleted."""
+    `abstract_state`, or other names in its `hparams` (a point written by an rlpg whose training
+    state was laid out differently, e.g. before the algorithms shared one `TrainState`, or before
+    experiments.train passed every numeric Config field as an argument): the files are sound,
+    only not this version's, so nothing is called damaged, restarted or deleted."""
     import orbax.checkpoint as ocp
 
     if not dataclasses.is_dataclass(abstract_state):
         return
     try:
-        saved = set(ocp.StandardCheckpointer().metadata(path.absolute()).item_metadata.keys())
+        saved = ocp.StandardCheckpointer().metadata(path.absolute()).item_metadata
     except Exception:  # noqa: BLE001 - unreadable metadata: the restore names the damage
         return
-    expected = {field.name for field in dataclasses.fields(abstract_state)}
-    if saved != expected:
-        raise ValueError(
-            f"{path.parent} holds a training state laid out by another rlpg version: fields {sorted(saved)}, "
-            f"this version's are {sorted(expected)}. Its files are untouched: finish the run with the rlpg "
-            f"version that started it, or start a new run."
-        )
+    layouts = [("fields", set(saved.keys()), {field.name for field in dataclasses.fields(abstract_state)})]
+    if isinstance(getattr(abstract_state, "hparams", None), dict) and "hparams" in saved:
+        layouts.append(("hparams", set(saved["hparams"] or {}), set(abstract_state.hparams)))
+    for what, found, expected in layouts:
+        if found != expected:
+            raise ValueError(
+                f"{path.parent} holds a training state laid out by another rlpg version: {what} {sorted(found)}, "
+                f"this version's are {sorted(expected)}. Its files are untouched: finish the run with the rlpg "
+                f"version that started it, or start a new run."
+            )
 
 
 def read_json(path: Path) -> Any:
@@ -408,7 +412,8 @@ def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = Fa
             raise FileNotFoundError(f"{run_dir} has no resume point (`from_resume_point`): it was run without --checkpoint-every.")
         keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
         point, manifest = found
-        state, _ = restore_resume_point(point, jax.eval_shape(jax.vmap(algorithm.init), keys), manifest)
+        template = jax.eval_shape(jax.vmap(algorithm.init), keys, algos.numeric_hparams(config, num_seeds))  # as experiments.train
+        state, _ = restore_resume_point(point, template, manifest)
         all_params = state.params
     else:
         checkpoint = Path(run_dir) / CHECKPOINT_DIR

@@ -1,6 +1,8 @@
 """Compile once per machine: the CLI's programs land in the persistent compilation cache and a
-second run loads every one of them; two runs may share the folder at the same time."""
+second run loads every one of them, as does a run with other numeric fields (--lr); two runs may
+share the folder at the same time."""
 
+import csv
 import json
 import os
 import subprocess
@@ -9,11 +11,14 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+import tyro
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 from experiments import train as train_cli
-from rlpg import _xla, compile_cache
+from rlpg import _xla, algos, compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,9 +37,9 @@ TINY = ["--num-seeds=2", "--total-timesteps=768", "--num-envs=2", "--num-steps=1
         "--eval-episodes=1", "--log-every=8"]
 
 
-def run_cli(out: Path, cache: str, **popen) -> subprocess.Popen:
+def run_cli(out: Path, cache: str, *flags: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RLPG_COMPILE_CACHE": "off"}  # the flag must win over the variable
-    cmd = [sys.executable, "-c", RUN_AND_COUNT, f"--out={out}", f"--compile-cache={cache}", *TINY]
+    cmd = [sys.executable, "-c", RUN_AND_COUNT, f"--out={out}", f"--compile-cache={cache}", *TINY, *flags]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -58,6 +63,28 @@ def test_second_run_loads_every_program_and_concurrent_runs_share_the_folder(tmp
     assert warm["cache_hits"] == warm["compile_requests_use_cache"], output  # every program came from the cache
     metrics = [(tmp_path / name / "metrics.csv").read_bytes() for name in ("cold0", "cold1", "warm")]
     assert metrics[0] == metrics[1] == metrics[2]  # a loaded program computes what the compiled one did
+
+    # Another --lr is one program too: the numeric fields are its arguments, not constants in it.
+    other, output = finish(run_cli(tmp_path / "other_lr", str(cache), "--lr=0.0123"))
+    assert other.get("cache_misses", 0) == 0 and other["cache_hits"] == other["compile_requests_use_cache"], output
+    assert (tmp_path / "other_lr" / "metrics.csv").read_bytes() != metrics[0]  # the loaded program used the new lr
+    assert_cli_equals_library(tmp_path / "other_lr", [*TINY, "--lr=0.0123"])
+
+
+def assert_cli_equals_library(out: Path, flags: list[str]) -> None:
+    """The metrics.csv of the run of `flags`, bit for bit, is the library's
+    `train(keys, numeric_hparams(config))` (chunks of log_every updates against one program)."""
+    args = tyro.cli(train_cli.Args, args=flags)
+    module, config = train_cli.make_config(args)
+    num_seeds = args.num_seeds
+    train = algos.train_fn(module.make_algorithm(config.replace(log_every=0)))
+    keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(num_seeds))
+    _, expected = jax.jit(algos.over_seeds(train))(keys, algos.numeric_hparams(config, num_seeds))
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for name, values in expected.items():
+        cli = np.array([[float(r[name]) for r in rows if int(r["seed"]) == s] for s in range(num_seeds)])
+        np.testing.assert_array_equal(cli, np.asarray(values, np.float64), err_msg=name)
 
 
 def test_off_turns_the_cache_off_and_a_folder_turns_it_on(tmp_path):

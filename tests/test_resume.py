@@ -227,7 +227,8 @@ def test_nan_reward_stops_the_run_and_keeps_the_last_good_point(tmp_path, monkey
     good = int(point.name.split("_")[1])
     assert good < failed_at <= good + FLAGS["checkpoint_every"]
     module, config = train_cli.make_config(args)
-    abstract_state = jax.eval_shape(jax.vmap(module.make_algorithm(config).init), jax.random.split(jax.random.PRNGKey(0), 2))
+    abstract_state = jax.eval_shape(jax.vmap(module.make_algorithm(config).init), jax.random.split(jax.random.PRNGKey(0), 2),
+                                    rlpg.algos.numeric_hparams(config, 2))  # the CLI's state carries them
     state, metrics = experiment.restore_resume_point(point, abstract_state)
     assert np.all(np.asarray(state.update) == good) and metrics["loss"].shape == (2, good)
     assert np.all(np.isfinite(metrics["loss"])) and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
@@ -261,6 +262,24 @@ def test_a_point_of_another_state_layout_is_named_as_such_not_as_damaged(stopped
         experiment.restore_resume_point(point, jax.eval_shape(lambda: state))
     assert not isinstance(error.value, experiment.DamagedCheckpointError)
     assert sorted((p.relative_to(point), p.read_bytes()) for p in point.rglob("*") if p.is_file()) == files
+
+
+def test_a_point_with_constant_hparams_is_refused_as_another_versions(stopped, tmp_path):
+    """Before experiments.train passed the numeric Config fields as arguments, its training state
+    carried empty hparams. Such a point, the run's only one, resumed by the CLI: refused as another
+    version's (resuming it would mix two programs' last bits), never called damaged, files untouched."""
+    out = copy_of(stopped, tmp_path)
+    module, config = train_cli.make_config(train_cli.resume_args(train_cli.Args(resume=out))[0])
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(FLAGS["num_seeds"]))
+    before = jax.jit(rlpg.algos.over_seeds(module.make_algorithm(config).init))(keys)  # hparams {}
+    shutil.rmtree(out / experiment.RESUME_DIR)
+    fingerprint = experiment.config_fingerprint(experiment.load_config(out))
+    experiment.save_resume_point(out, before, {"loss": np.zeros((2, 0))}, fingerprint)
+    files = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    with pytest.raises(ValueError, match=r"laid out by another rlpg version: hparams \[\], this version's are \[.*'lr'") as error:
+        train_cli.run(train_cli.Args(resume=out))
+    assert not isinstance(error.value, experiment.DamagedCheckpointError)
+    assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == files
 
 
 def test_a_run_of_another_version_with_unknown_flags_is_refused_untouched_not_called_damaged(stopped, tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 
 from rlpg import rollout
 from rlpg.algos import a2c, apg, dqn, npg, on_policy, optim, ppo, reinforce
-from rlpg.algos.common import Algorithm, TrainState, run_updates, train_fn
+from rlpg.algos.common import Algorithm, TrainState, numeric_hparams, run_updates, train_fn
 
 ALGOS = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo, "npg": npg, "dqn": dqn, "apg": apg}
 
@@ -88,7 +88,6 @@ def _path_name(path) -> str:
 
 
 __all__ = [
-    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "make_evaluate", "npg", "on_policy", "optim", "over_seeds", "ppo",
-    "reinforce",
-    "run_updates", "train_fn",
+    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "make_evaluate", "npg", "numeric_hparams", "on_policy", "optim",
+    "over_seeds", "ppo", "reinforce", "run_updates", "train_fn",
 ]

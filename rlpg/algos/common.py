@@ -20,6 +20,7 @@ import typing
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 from rlpg import envs, rollout
@@ -92,6 +93,19 @@ def numeric(default: float, low: float = 0.0, high: float = math.inf, positive: 
 def numeric_fields(config: Any) -> tuple[str, ...]:
     """The names of a Config's (class or instance) numeric fields, the ones `hparams` may override."""
     return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("pytree_node", True))
+
+
+def numeric_hparams(config: Any, num_seeds: int | None = None) -> dict[str, jax.Array]:
+    """Every numeric field of `config` (`numeric_fields`) as `hparams`: {name: the field's value},
+    scalars, or arrays [num_seeds] of the value for `over_seeds`.
+
+    Passed to `train`/`init` from outside `jax.jit`, the values are arguments of the program
+    rather than constants in it: configs that differ only in them (e.g. --lr of separate runs)
+    compile to one program, which the persistent compilation cache then serves to all of them.
+    The numbers equal those of a sweep over the same values; against `train(key)` with the values
+    as constants they may differ in the last bits (XLA folds constants)."""
+    shape = () if num_seeds is None else (num_seeds,)
+    return {name: jnp.full(shape, getattr(config, name)) for name in numeric_fields(config)}
 
 
 @functools.cache
