@@ -6,6 +6,9 @@
 
 Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed 3 --num-seeds 1`
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
+The Config's numeric fields (lr, gamma, ...) enter the programs as arguments
+(`algos.numeric_hparams`): runs that differ only in them share compiled programs, and a run's
+numbers are `train(keys, algos.numeric_hparams(config, num_seeds))` of the library, bit for bit.
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 
 Flags: the script's own (`ScriptArgs`) and one per field of the Configs of `rlpg.algos.ALGOS`
@@ -224,8 +227,6 @@ def run(args: Args) -> dict:
         return sharding.shard_seeds(fn, mesh, args.vectorize_seeds)
 
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
-    # The numeric fields (lr, gamma, ...) enter as arguments: runs that differ only in them share
-    # every compiled program through the persistent cache.
     hparams = algos.numeric_hparams(config, args.num_seeds)
     chunk = args.checkpoint_every or progress_chunk(algorithm.num_updates, args.log_every)
     init = jax.jit(over_seeds(algorithm.init))
