@@ -6,7 +6,7 @@ from rlpg import _xla
 
 # The suite is compile-bound (most of its time is XLA compiling hundreds of distinct programs), so
 # it compiles with `_xla.FAST_COMPILE_CPU_FLAGS`, set here before any backend starts and inherited
-# by the worker processes, subprocesses and notebook kernels: the whole suite in 562-703 s instead of
+# by the worker processes, subprocesses and notebook kernels: the whole suite in 471-703 s instead of
 # 956 s on 2 cores. Assertions compare floats to float32 tolerances and demand bit-for-bit
 # equality only between runs of one program; the flags change last bits, so a learning test sees
 # other seeds' trajectories, at the same per-seed solve rates (A2C 11/20 under both). A flag already
