@@ -13,7 +13,7 @@ from rlpg.algos import ppo
 
 
 def test_every_config_of_the_other_benchmarks_is_valid():
-    from benchmarks import apg_vs_ppo, brax_ppo, craftax_ppo, fingerprint, ppo_targets, profile, sharding, throughput
+    from benchmarks import apg_vs_ppo, brax_ppo, cli_compile, craftax_ppo, fingerprint, ppo_targets, profile, sharding, throughput
 
     assert "xprof_traceme" not in os.environ.get("XLA_FLAGS", "")  # only `python -m benchmarks.profile` sets it
     for algo, num_updates in (("reinforce", 16), ("ppo", 32)):
@@ -42,6 +42,8 @@ def test_every_config_of_the_other_benchmarks_is_valid():
             for num_updates in sharding.NUM_UPDATES.values():
                 assert throughput.training_config(num_envs, sharding.NUM_STEPS, num_updates).num_updates == num_updates
     train.make_config(train.Args(log_every=0))  # checkpoint_cost's runs (they differ in --checkpoint-every alone)
+    for quick in (False, True):
+        cli_compile.check_configs(quick)
 
 
 def test_compile_flags_variants_start_jax_and_are_compared_with_the_default():
