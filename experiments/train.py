@@ -31,6 +31,7 @@ has the details and a manual launch.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import signal
 import sys
@@ -182,6 +183,12 @@ def run(args: Args) -> dict:
     """Train in chunks (saving a resume point after each), evaluate, write the run folder;
     returns the summary. With `args.resume`, continue the run saved in that folder instead:
     from its newest intact resume point, running only the remaining updates."""
+    with compile_cache.count_programs() as programs:
+        return _run(args, programs)
+
+
+def _run(args: Args, programs: collections.Counter) -> dict:
+    """`run`, with `programs` counting the XLA programs it builds (`compile_cache.count_programs`)."""
     resuming = args.resume is not None
     if resuming:
         args, out = resume_args(args)
@@ -292,6 +299,8 @@ def run(args: Args) -> dict:
         "eval_return_std": eval_returns.std(axis=1).tolist(),
         "eval_return_median_over_seeds": float(np.median(eval_returns.mean(axis=1))),
         "compile_seconds": compile_s,
+        "xla_programs": programs["built"],
+        "xla_programs_from_cache": programs["loaded"],
         "train_seconds": train_s,
         "env_steps_per_second": steps_this_run * args.num_seeds / train_s if train_s else float("nan"),
         "resumed_from_update": start if resuming else None,
@@ -303,7 +312,9 @@ def run(args: Args) -> dict:
     experiment.save_params(out / experiment.CHECKPOINT_DIR, jax.device_get(state.params))
     print(f"done: final {'greedy' if args.greedy_eval else 'stochastic'} evaluation return per seed "
           f"{np.round(summary['eval_return_mean'], 1).tolist()} (median {summary['eval_return_median_over_seeds']:.1f}); "
-          f"compile {compile_s:.1f}s, train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env-steps/s; "
+          f"compile {compile_s:.1f}s ({summary['xla_programs']} XLA programs, {summary['xla_programs_from_cache']} from the "
+          f"compilation cache), "
+          f"train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env-steps/s; "
           f"wrote {out}", flush=True)
     return summary
 

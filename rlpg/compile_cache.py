@@ -17,8 +17,11 @@ never cached by jax; the CLI therefore prints progress from the host between com
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
@@ -27,7 +30,10 @@ ENV_VAR = "RLPG_COMPILE_CACHE"
 _OFF = ("off", "none", "false", "0", "")
 MAX_SIZE_BYTES = 4 << 30  # 4 GiB; least recently used entries are evicted beyond it
 
-__all__ = ["ENV_VAR", "MAX_SIZE_BYTES", "default_dir", "enable"]
+_BUILT = "/jax/core/compile/backend_compile_duration"  # every program XLA compiled or loaded from the cache
+_LOADED = "/jax/compilation_cache/cache_hits"
+
+__all__ = ["ENV_VAR", "MAX_SIZE_BYTES", "count_programs", "default_dir", "enable"]
 
 
 def default_dir() -> str:
@@ -65,3 +71,28 @@ def enable(path: str | Path | None = None, min_compile_seconds: float = 0.0,
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # no size threshold: small programs too
     jax.config.update("jax_compilation_cache_max_size", int(max_size_bytes))  # also what turns on jax's file lock
     return folder
+
+
+@contextlib.contextmanager
+def count_programs() -> Iterator[collections.Counter]:
+    """Count the XLA programs this process builds inside the block (jax's monitoring events):
+    yields a Counter whose "built" is every program compiled or loaded from the persistent cache,
+    and "loaded" those loaded. Small eager operations (creating keys, converting a dtype) count
+    as programs too."""
+    counts = collections.Counter(built=0, loaded=0)
+
+    def on_event(event: str, **_) -> None:
+        if event == _LOADED:
+            counts["loaded"] += 1
+
+    def on_duration(event: str, duration: float, **_) -> None:
+        if event == _BUILT:
+            counts["built"] += 1
+
+    jax.monitoring.register_event_listener(on_event)
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_listener(on_event)
+        jax.monitoring.unregister_event_duration_listener(on_duration)

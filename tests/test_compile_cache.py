@@ -53,22 +53,34 @@ def test_second_run_loads_every_program_and_concurrent_runs_share_the_folder(tmp
     cache = tmp_path / "cache"
     first = [run_cli(tmp_path / f"cold{i}", str(cache)) for i in range(2)]  # at once, on an empty folder
     cold = [finish(p) for p in first]
-    for counts, output in cold:
+    for i, (counts, output) in enumerate(cold):
         assert counts["compile_requests_use_cache"] >= 3, output  # init, the chunk, the evaluation at least
+        assert_reports_its_programs(tmp_path / f"cold{i}", counts, output)
         assert "persistent compilation cache" not in output.lower(), output  # no read or write warnings
         assert "2 seeds  update     8/24" in output  # progress lines, from the host
     assert len(list(cache.glob("*-cache"))) >= 3
     warm, output = finish(run_cli(tmp_path / "warm", str(cache)))
     assert warm.get("cache_misses", 0) == 0, output  # nothing compiled afresh, so nothing written
     assert warm["cache_hits"] == warm["compile_requests_use_cache"], output  # every program came from the cache
+    assert_reports_its_programs(tmp_path / "warm", warm, output)
     metrics = [(tmp_path / name / "metrics.csv").read_bytes() for name in ("cold0", "cold1", "warm")]
     assert metrics[0] == metrics[1] == metrics[2]  # a loaded program computes what the compiled one did
 
     # Another --lr is one program too: the numeric fields are its arguments, not constants in it.
     other, output = finish(run_cli(tmp_path / "other_lr", str(cache), "--lr=0.0123"))
     assert other.get("cache_misses", 0) == 0 and other["cache_hits"] == other["compile_requests_use_cache"], output
+    assert_reports_its_programs(tmp_path / "other_lr", other, output)
     assert (tmp_path / "other_lr" / "metrics.csv").read_bytes() != metrics[0]  # the loaded program used the new lr
     assert_cli_equals_library(tmp_path / "other_lr", [*TINY, "--lr=0.0123"])
+
+
+def assert_reports_its_programs(out: Path, counts: dict, output: str) -> None:
+    """The run's own count of its programs (summary.json and its last line) is jax's: every
+    compile request, and the cache's hits."""
+    summary = json.loads((out / "summary.json").read_text())
+    built, loaded = summary["xla_programs"], summary["xla_programs_from_cache"]
+    assert (built, loaded) == (counts["compile_requests_use_cache"], counts.get("cache_hits", 0)), (summary, counts)
+    assert f"({built} XLA programs, {loaded} from the compilation cache)" in output, output
 
 
 def assert_cli_equals_library(out: Path, flags: list[str]) -> None:
