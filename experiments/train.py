@@ -8,7 +8,8 @@ Seed i of a run (i = 0 .. num_seeds − 1) uses PRNG seed `seed + i`, so `--seed
 reproduces the fourth seed of `--seed 0 --num-seeds 5`, bit for bit (unless --vectorize-seeds).
 The Config's numeric fields (lr, gamma, ...) enter the programs as arguments
 (`algos.numeric_hparams`): runs that differ only in them share compiled programs, and a run's
-numbers are `train(keys, algos.numeric_hparams(config, num_seeds))` of the library, bit for bit.
+numbers on one device are the library's `algos.over_seeds(algos.train_fn(algorithm))(keys,
+algos.numeric_hparams(config, num_seeds))`, bit for bit.
 Writes config.json, metrics.csv, summary.json, learning_curve.png and checkpoint/ into --out.
 
 Flags: the script's own (`ScriptArgs`) and one per field of the Configs of `rlpg.algos.ALGOS`
