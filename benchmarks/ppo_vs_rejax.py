@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--no-rejax", action="store_true", help="rlpg's side only (benchmarks/gpu.sh --tiny)")
     parser.add_argument("--suffix", default="", help="of the result files' names, e.g. -gpu (benchmarks/gpu.sh)")
     args = parser.parse_args()
+    rlpg.unroll_threefry_on_cpu()  # rlpg's side as experiments.train trains (rejax's runs in its own process)
     compile_cache.enable()  # both sides' programs are cached alike; RLPG_COMPILE_CACHE=off for cold first calls
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}", flush=True)

@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.ppo_vs_rejax import REJAX_SETTINGS  # noqa: E402
+import rlpg  # noqa: E402
 from rlpg import algos, compile_cache  # noqa: E402
 from rlpg.algos import ppo, reinforce  # noqa: E402
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="kernel kinds to list")
     args = parser.parse_args()
     compile_cache.enable()
+    rlpg.unroll_threefry_on_cpu()  # as experiments.train trains
     config = CONFIGS[args.algo]
     train = jax.jit(algos.train_fn(algos.ALGOS[args.algo].make_algorithm(config)))
     key = jax.random.PRNGKey(0)

@@ -196,6 +196,7 @@ def main() -> None:
                         "temporary one, so every compile figure is cold; 'off': none)")
     parser.add_argument("--solve-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    rlpg.unroll_threefry_on_cpu()  # as experiments.train trains
     if args.solve_worker:
         compile_cache.enable(args.compile_cache)
         print(json.dumps(solve_time()))

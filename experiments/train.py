@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rlpg import algos, compile_cache, experiment, sharding, tracking
+from rlpg import algos, compile_cache, experiment, sharding, tracking, unroll_threefry_on_cpu
 from rlpg._checks import check_seed
 from rlpg.algos import common
 
@@ -407,6 +407,7 @@ def main() -> None:
     if args.resume is not None:  # also refuses flags given at their default value
         check_resume_flags(given_flags(sys.argv[1:]))
     compile_cache.enable(args.compile_cache)
+    unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
     if args.distributed:
         jax.distributed.initialize()
     run(args)

@@ -18,9 +18,9 @@ _SUBMODULES = (
     "normalization", "pathwise", "policies", "progress", "replay", "returns", "rollout", "sharding", "tracking",
     "value_learning",
 )
-_FUNCTIONS = {"checked": "rlpg._checks", "load_policy": "rlpg.experiment"}
+_FUNCTIONS = {"checked": "rlpg._checks", "load_policy": "rlpg.experiment", "unroll_threefry_on_cpu": "rlpg._xla"}
 
-__all__ = ["checked", "load_policy", *_SUBMODULES]
+__all__ = [*_FUNCTIONS, *_SUBMODULES]
 
 
 def __getattr__(name: str):

@@ -66,7 +66,8 @@ def test_compile_flags_variants_start_jax_and_are_compared_with_the_default():
     def run(compile_s, returns, digest):
         return {"solve": {"compile_s": compile_s, "trace_lower_s": 0.5, "xla_s": compile_s - 0.5, "wall_s": compile_s + 2,
                           "training_returns": returns},
-                "reinforce_steps_per_s": {"16": 1e5}, "ppo": {"first_call_s": 5.0, "steps_per_s": 9e4, "params_sha256": digest}}
+                "reinforce_steps_per_s": {"16": 1e5}, "deep_init_compile_s": 3.0,
+                "ppo": {"first_call_s": 5.0, "steps_per_s": 9e4, "params_sha256": digest}}
 
     default = [run(5.0, [500.0, 418.1], "a"), run(5.5, [500.0, 418.1], "a")]
     other = [run(4.0, [500.0, 418.2], "b"), run(4.2, [500.0, 418.2], "b")]  # consistent with itself, not with the default

@@ -23,7 +23,8 @@ from rlpg import _xla, algos, compile_cache
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs experiments.train on a tiny config in this process, counting the compiles that asked the
-# persistent cache, its hits and its writes (jax's monitoring events); prints them as JSON.
+# persistent cache, its hits and its writes (jax's monitoring events), and noting whether jax's
+# random hash then still lowers to a loop on CPU (`rlpg.unroll_threefry_on_cpu`); prints JSON.
 RUN_AND_COUNT = """
 import collections, json, sys
 import jax
@@ -31,6 +32,7 @@ from experiments import train
 counts = collections.Counter()
 jax.monitoring.register_event_listener(lambda event, **kw: counts.update([event.rsplit("/", 1)[-1]]))
 train.main()
+counts["rolled_threefry"] = int("stablehlo.while" in jax.jit(lambda k: jax.random.split(k)).lower(jax.ShapeDtypeStruct((2,), "uint32")).as_text())
 print(json.dumps(counts))
 """
 TINY = ["--num-seeds=2", "--total-timesteps=768", "--num-envs=2", "--num-steps=16", "--hidden", "8",
@@ -58,6 +60,7 @@ def test_second_run_loads_every_program_and_concurrent_runs_share_the_folder(tmp
         assert_reports_its_programs(tmp_path / f"cold{i}", counts, output)
         assert "persistent compilation cache" not in output.lower(), output  # no read or write warnings
         assert "2 seeds  update     8/24" in output  # progress lines, from the host
+        assert counts["rolled_threefry"] == 0, output  # the CLI trains with the unrolled hash
     assert len(list(cache.glob("*-cache"))) >= 3
     warm, output = finish(run_cli(tmp_path / "warm", str(cache)))
     assert warm.get("cache_misses", 0) == 0, output  # nothing compiled afresh, so nothing written
@@ -85,7 +88,9 @@ def assert_reports_its_programs(out: Path, counts: dict, output: str) -> None:
 
 def assert_cli_equals_library(out: Path, flags: list[str]) -> None:
     """The metrics.csv of the run of `flags`, bit for bit, is the library's
-    `train(keys, numeric_hparams(config))` (chunks of log_every updates against one program)."""
+    `train(keys, numeric_hparams(config))` (chunks of log_every updates against one program), run
+    here with jax's own CPU lowering of the random hash (the CLI unrolls it: the same bits)."""
+    assert "stablehlo.while" in jax.jit(lambda k: jax.random.split(k)).lower(jax.ShapeDtypeStruct((2,), "uint32")).as_text()
     args = tyro.cli(train_cli.Args, args=flags)
     module, config = train_cli.make_config(args)
     num_seeds = args.num_seeds
