@@ -99,9 +99,9 @@ def unroll_threefry_on_cpu() -> None:
 
     The random bits are the same, so every number is; only speed changes. rlpg's training
     programs hash inside their environment-step loops: the default REINFORCE run on CartPole-v1
-    trains 22-32% faster with it and compiles about as fast (other algorithms: within noise). A
-    program with many hashes outside loops compiles slower (a 60-layer MLP's init: 6.8 s against
-    3.9 s), which is why jax rolls the loop on CPU. `experiments.train` and the benchmarks call
+    trains 22-32% faster with it, and its cold compile is shorter (other algorithms: within noise;
+    benchmarks.compile_flags). A program with many hashes outside loops compiles slower (a
+    60-layer policy's init: 5.5-8.8 s against 3.9-4.7 s), which is why jax rolls the loop on CPU. `experiments.train` and the benchmarks call
     this; call it in your own script for the same speed. No effect on GPU and TPU programs."""
     from jax.extend.random import threefry2x32_p
     from jax.interpreters import mlir
