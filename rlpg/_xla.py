@@ -101,10 +101,20 @@ def unroll_threefry_on_cpu() -> None:
     programs hash inside their environment-step loops: the default REINFORCE run on CartPole-v1
     trains 22-32% faster with it, and its cold compile is shorter (other algorithms: within noise;
     benchmarks.compile_flags). A program with many hashes outside loops compiles slower (a
-    60-layer policy's init: 5.5-8.8 s against 3.9-4.7 s), which is why jax rolls the loop on CPU. `experiments.train` and the benchmarks call
-    this; call it in your own script for the same speed. No effect on GPU and TPU programs."""
+    60-layer policy's init: 5.5-8.8 s against 3.9-4.7 s), which is why jax rolls the loop on CPU.
+    `experiments.train` and the speed benchmarks (throughput, profile, ppo_vs_rejax) call this;
+    call it in your own script for the same speed. No effect on GPU and TPU programs."""
     from jax.extend.random import threefry2x32_p
     from jax.interpreters import mlir
 
     rule = mlir.lower_fun(threefry2x32_unrolled, multiple_results=True)
     mlir.register_lowering(threefry2x32_p, rule, platform="cpu", inline=False)
+
+
+def threefry_lowers_to_a_loop() -> bool:
+    """Whether a program that splits a key, lowered now for CPU, holds jax's while loop (True by
+    default, False after `unroll_threefry_on_cpu`)."""
+    import jax
+
+    traced = jax.jit(lambda key: jax.random.split(key)).trace(jax.ShapeDtypeStruct((2,), "uint32"))
+    return "stablehlo.while" in traced.lower(lowering_platforms=("cpu",)).as_text()

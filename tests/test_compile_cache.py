@@ -29,10 +29,11 @@ RUN_AND_COUNT = """
 import collections, json, sys
 import jax
 from experiments import train
+from rlpg import _xla
 counts = collections.Counter()
 jax.monitoring.register_event_listener(lambda event, **kw: counts.update([event.rsplit("/", 1)[-1]]))
 train.main()
-counts["rolled_threefry"] = int("stablehlo.while" in jax.jit(lambda k: jax.random.split(k)).lower(jax.ShapeDtypeStruct((2,), "uint32")).as_text())
+counts["rolled_threefry"] = int(_xla.threefry_lowers_to_a_loop())
 print(json.dumps(counts))
 """
 TINY = ["--num-seeds=2", "--total-timesteps=768", "--num-envs=2", "--num-steps=16", "--hidden", "8",
@@ -90,7 +91,7 @@ def assert_cli_equals_library(out: Path, flags: list[str]) -> None:
     """The metrics.csv of the run of `flags`, bit for bit, is the library's
     `train(keys, numeric_hparams(config))` (chunks of log_every updates against one program), run
     here with jax's own CPU lowering of the random hash (the CLI unrolls it: the same bits)."""
-    assert "stablehlo.while" in jax.jit(lambda k: jax.random.split(k)).lower(jax.ShapeDtypeStruct((2,), "uint32")).as_text()
+    assert _xla.threefry_lowers_to_a_loop()
     args = tyro.cli(train_cli.Args, args=flags)
     module, config = train_cli.make_config(args)
     num_seeds = args.num_seeds
