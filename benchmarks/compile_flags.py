@@ -1,6 +1,6 @@
 """XLA's CPU compile flags: compile seconds against run speed and numbers, measured.
 
-    python -m benchmarks.compile_flags                 # 2 rounds of each variant: 8 minutes on 2 cores
+    python -m benchmarks.compile_flags                 # 2 rounds of each variant: 12 minutes on 2 cores
     python -m benchmarks.compile_flags --rounds 1
 
 rlpg leaves XLA's optimization flags at their defaults (rlpg/_xla.py only turns off two
@@ -18,8 +18,8 @@ cold), the variants alternating round by round: the CartPole-v1 solve of `benchm
 (compile split into JAX tracing and XLA), REINFORCE training env-steps/s at 16 and 1024 envs
 (the faster of two calls after compiling), PPO at rejax's settings (`benchmarks.ppo_vs_rejax`,
 with a digest of its final parameters), and the compile of a 60-layer policy's init (many draws
-outside any loop: where jax's threefry loop compiles faster). Writes benchmarks/results/compile-flags-<platform>.json
-and .md.
+outside any loop: where jax's threefry loop compiles faster). Writes
+benchmarks/results/compile-flags-<platform>.json and .md.
 """
 
 from __future__ import annotations
