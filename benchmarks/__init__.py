@@ -7,6 +7,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def value_range(values, fmt: str = "{:.2f}") -> str:
+    """"min–max" of `values` for a results table, each formatted by `fmt`; one figure when both read alike."""
+    return "–".join(dict.fromkeys(fmt.format(v) for v in (min(values), max(values))))
+
+
 def run_in_new_process(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> str:
     """Runs `python <args>` in a new process at the repository root (the repository importable,
     this process's environment updated by `env`) and returns its stdout; a failure raises."""

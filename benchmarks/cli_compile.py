@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import tyro
 
-from benchmarks import run_in_new_process
+from benchmarks import run_in_new_process, value_range
 from experiments import train
 
 RESULTS = Path(__file__).parent / "results"
@@ -83,14 +83,13 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"cli-compile-{jax.devices()[0].platform}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    span = lambda values, fmt: "–".join(dict.fromkeys(fmt.format(v) for v in (min(values), max(values))))
     lines = [f"# rlpg-train's compile on a shared cache folder, {device} (jax {jax.__version__})", "",
              f"The default run{' at ' + QUICK[1] + ' env steps per seed' if args.quick else ''}, then runs that differ "
              f"from it, in new processes on one cache folder; {args.rounds} round(s), each on an empty folder. "
              "`compile_seconds` from each run's summary.json.", "",
              "| run | compile s | of the first run's | train s |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {name} | {span(r['compile_seconds'], '{:.2f}')} | {span(np.multiply(r['of_first'], 100), '{:.0f}')}% | "
-              f"{span(r['train_seconds'], '{:.2f}')} |" for name, r in rows.items()]
+    lines += [f"| {name} | {value_range(r['compile_seconds'])} | {value_range(np.multiply(r['of_first'], 100), '{:.0f}')}% | "
+              f"{value_range(r['train_seconds'])} |" for name, r in rows.items()]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:]))
     print(f"wrote {stem}.json and .md", flush=True)

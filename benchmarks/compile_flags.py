@@ -34,7 +34,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks import ppo_vs_rejax, run_in_new_process, throughput
+from benchmarks import ppo_vs_rejax, run_in_new_process, throughput, value_range
 import rlpg
 from rlpg import compile_cache, policies
 
@@ -126,7 +126,6 @@ def main() -> None:
     summary = {name: summarize(rs, runs["default"]) for name, rs in runs.items()}
     result = {"device": device, "jax": jax.__version__, "base_xla_flags": os.environ.get("XLA_FLAGS", ""),
               "variants": VARIANTS, "summary": summary, "runs": runs}
-    rng = lambda v, fmt="{:.2f}": "–".join(dict.fromkeys(fmt.format(x) for x in v))
     same = {True: "identical", False: "**differ**"}
     lines = [f"# XLA's CPU compile flags on {device} (jax {jax.__version__})", "",
              f"Each variant in {args.rounds} new process(es), variants alternating, persistent cache off (cold compiles); "
@@ -141,11 +140,11 @@ def main() -> None:
     for name, s in summary.items():
         numbers = (f"solve returns {same[s['solve_returns_equal_default']]}, PPO parameters {same[s['ppo_params_equal_default']]}"
                    if name != "default" else "(the reference)")
-        lines.append(f"| {name} | {f'`{VARIANTS[name]}`' if VARIANTS[name] else '(none)'} | {rng(s['solve_compile_s'])} ({rng(s['solve_xla_s'])}) | "
-                     f"{rng(s['solve_wall_s'], '{:.1f}')} | "
-                     + " | ".join(rng(s["reinforce_steps_per_s"][str(n)], "{:,.0f}") for n, _ in TRAINING_SIZES)
-                     + f" | {rng(s['ppo_first_call_s'], '{:.1f}')} | {rng(s['ppo_steps_per_s'], '{:,.0f}')} | "
-                     f"{rng(s['deep_init_compile_s'], '{:.1f}')} | {numbers} |")
+        lines.append(f"| {name} | {f'`{VARIANTS[name]}`' if VARIANTS[name] else '(none)'} | {value_range(s['solve_compile_s'])} ({value_range(s['solve_xla_s'])}) | "
+                     f"{value_range(s['solve_wall_s'], '{:.1f}')} | "
+                     + " | ".join(value_range(s["reinforce_steps_per_s"][str(n)], "{:,.0f}") for n, _ in TRAINING_SIZES)
+                     + f" | {value_range(s['ppo_first_call_s'], '{:.1f}')} | {value_range(s['ppo_steps_per_s'], '{:,.0f}')} | "
+                     f"{value_range(s['deep_init_compile_s'], '{:.1f}')} | {numbers} |")
     base = np.mean(summary["default"]["solve_xla_s"])
     for name, s in summary.items():
         if name != "default":
