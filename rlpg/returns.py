@@ -215,8 +215,9 @@ def episode_ends_mask(dones: jax.Array) -> jax.Array:
 
 
 def episode_starts_mask(dones: jax.Array) -> jax.Array:
-    """1 where step t's episode began inside the window (t = 0 or a done before t), for
-    windows whose step 0 is NOT an episode start. dones [T, ...] -> [T, ...] float32."""
+    """1 where step t's episode began inside the window (some done at t' < t), else 0: for
+    windows whose step 0 continues an earlier episode (so step 0 is always 0).
+    dones [T, ...] -> [T, ...] float32."""
     _check_dones(dones)
     d = jnp.asarray(dones, bool)
     before = jnp.concatenate([jnp.zeros_like(d[:1]), d[:-1]], axis=0)
