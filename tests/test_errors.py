@@ -258,6 +258,17 @@ def test_bad_config_field_is_named(module, fields, words):
         module.Config(**fields).validate()
 
 
+@pytest.mark.parametrize("module, per_update", [(reinforce, dict(num_envs=2, num_steps=1)), (ppo, dict(num_envs=2, num_steps=2, num_minibatches=4)),
+                                                 (dqn, dict(num_envs=2, train_freq=1))])
+def test_env_steps_beyond_int32_are_refused(module, per_update):
+    """The programs count env steps in int32: a run of 2³¹ steps per seed would report negative
+    env_steps (and DQN's ε schedule would restart), so validate refuses it; 2³¹ − 1 is accepted."""
+    steps_per_update = module.Config(**per_update).steps_per_update
+    assert module.Config(**per_update, total_timesteps=2**31 - 1).validate().num_updates * steps_per_update <= 2**31 - 1
+    with pytest.raises(ValueError, match=r"`total_timesteps` \(2,147,483,648\) must be at most 2,147,483,647"):
+        module.Config(**per_update, total_timesteps=2**31).validate()
+
+
 def test_cli_unwritable_out_fails_before_compiling(tmp_path):
     with pytest.raises(PermissionError, match="`out` /proc/rlpg-run cannot be created"):
         train_cli.run(train_cli.Args(out=Path("/proc/rlpg-run"), num_seeds=1))

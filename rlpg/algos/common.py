@@ -149,6 +149,9 @@ def _own_field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+MAX_ENV_STEPS = 2**31 - 1  # per seed: the programs' int32 step counters (JAX runs without x64)
+
+
 @struct.dataclass
 class BaseConfig:
     """What every algorithm's Config has. Static fields fix the program's shapes; numeric ones
@@ -210,6 +213,11 @@ class BaseConfig:
             raise ValueError(
                 f"`total_timesteps` ({self.total_timesteps}) must be at least one update's env steps, "
                 f"{self.per_update_text} = {self.steps_per_update}."
+            )
+        if self.num_updates * self.steps_per_update > MAX_ENV_STEPS:
+            raise ValueError(
+                f"`total_timesteps` ({self.total_timesteps:,}) must be at most {MAX_ENV_STEPS:,} env steps per "
+                f"seed: programs count them (metrics' env_steps, DQN's ε schedule) in int32, which would wrap around."
             )
         self.check_env(*envs.make(self.env_id))  # unknown ids fail here, naming close ones
         return self
