@@ -75,7 +75,7 @@ class ScriptArgs:
     eval_episodes: int = 32
     """episodes per seed in the final evaluation"""
     greedy_eval: bool = True
-    """evaluate the distribution's mode (else sample actions)"""
+    """evaluate the distribution's mode (else sample actions; DQN: greedy only)"""
     out: Path | None = None
     """run folder (default: runs/<algo>-<env>-<time>)"""
     overwrite: bool = False
@@ -198,6 +198,9 @@ def _run(args: Args, programs: collections.Counter) -> dict:
     check_seed("seed", args.seed, args.num_seeds)  # run i uses PRNG seed seed + i, a 32-bit int
     if args.eval_episodes < 1:
         raise ValueError(f"`eval_episodes` must be >= 1; got {args.eval_episodes}.")
+    if args.algo == "dqn" and not args.greedy_eval:
+        raise ValueError("`greedy_eval` must be True for --algo dqn: sampling would draw from softmax(Q), neither "
+                         "DQN's ε-greedy behaviour nor a policy it learned; got False.")
     if args.checkpoint_every < 0:
         raise ValueError(f"`checkpoint_every` must be >= 0 (0: once, at the end); got {args.checkpoint_every}.")
     module, config = make_config(args)

@@ -124,6 +124,7 @@ def test_load_policy_rejects_bad_input(run_dir):
         (dict(algo="ppo", returns="total"), ValueError, "`--returns` does not apply to --algo ppo"),
         (dict(algo="ppo", num_minibatches=3), ValueError, "num_minibatches"),
         (dict(algo="dqn", batch_size=0), ValueError, "batch_size"),
+        (dict(algo="dqn", greedy_eval=False), ValueError, r"`greedy_eval` must be True for --algo dqn: .*softmax\(Q\)"),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, flags, error, words):

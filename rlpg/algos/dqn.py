@@ -26,7 +26,9 @@ The two switches of the classic ablation:
 ε decays linearly from `eps_start` to `eps_end` over the first `exploration_fraction` of
 `total_timesteps`. The acting policy reported by `make_algorithm` is the greedy one: its
 distribution is a categorical over logits = Q-values, so its mode is argmax_a Q(s, a) and
-`rollout.evaluate`, `rlpg.load_policy` and `experiments.train` use DQN like any policy.
+`rollout.evaluate`, `rlpg.load_policy` and `experiments.train` use DQN like any policy. Play
+its mode: a sample of that categorical is softmax(Q), neither ε-greedy nor anything DQN learned
+(`experiments.train` refuses `--greedy-eval False` for DQN).
 
 `train(key, hparams)` is pure; the numeric fields (`NUMERIC_FIELDS`) may be overridden by
 traced arrays to sweep them in one program, as for every algorithm in `rlpg.algos`.
