@@ -169,6 +169,15 @@ def test_bad_config_names_the_field(fields, words):
         dqn.make_train(dqn.Config(**fields))
 
 
+def test_learning_starts_may_equal_the_run_length():
+    """An update learns once its env steps reach learning_starts (>=), so learning_starts equal to
+    the run's env steps still learns on the last update; one more step never would."""
+    sizes = dict(num_envs=2, train_freq=3, total_timesteps=18, buffer_size=6, batch_size=4, hidden=(4,))
+    dqn.Config(**sizes, learning_starts=18).validate()
+    with pytest.raises(ValueError, match=r"`learning_starts` \(19\) must be at most the run's 18 env steps"):
+        dqn.Config(**sizes, learning_starts=19).validate()
+
+
 def test_continuous_actions_are_refused():
     with pytest.raises(ValueError, match="Discrete action space"):
         dqn.make_algorithm(dqn.Config(env_id="Pendulum-v1"))

@@ -123,9 +123,9 @@ class Config(BaseConfig):
                 f"`buffer_size` ({self.buffer_size}) must hold at least one update's transitions, "
                 f"num_envs × train_freq = {self.steps_per_update}."
             )
-        if self.learning_starts >= self.num_updates * self.steps_per_update:
+        if self.learning_starts > self.num_updates * self.steps_per_update:
             raise ValueError(
-                f"`learning_starts` ({self.learning_starts}) must be below the run's "
+                f"`learning_starts` ({self.learning_starts}) must be at most the run's "
                 f"{self.num_updates * self.steps_per_update} env steps, or no gradient step is taken."
             )
         check_positive("tau", self.tau)
