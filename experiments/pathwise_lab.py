@@ -13,7 +13,8 @@ rewards are continuous; its standard error is reported). For every H in --horizo
 world, N episodes give per-episode gradients (`rlpg.pathwise.per_episode_gradients`) of
 
 - score: reward-to-go with a leave-one-out time-indexed baseline b_t (the best of the
-  estimator lab's unbiased variants that needs no critic),
+  estimator lab's unbiased variants that needs no critic) from the other episodes of the same
+  half of the estimate's m (`per_episode_gradients`' default, which keeps `mixed` unbiased),
 - pathwise: backpropagation through all H steps (`rollout_return`),
 - pathwise_h: the gradient cut every `--truncation` steps (biased; listed where h < H),
 - mixed: the cross-fitted inverse-variance mixture of score and pathwise (`mixed_gradient`),
@@ -145,7 +146,11 @@ def measure(family: str, horizon: int, args: Args, key) -> list[dict]:
 
     @jax.jit
     def gradients(params, keys):
-        out = pathwise.per_episode_gradients(keys, policy, params, env, env_params, horizon, args.gamma)
+        # One call per m episodes, as a user estimating from m episodes makes it: the score's
+        # baselines come from the same estimate's episodes (each half's own, for `mixed_gradient`).
+        per_estimate = jax.vmap(lambda k: pathwise.per_episode_gradients(k, policy, params, env, env_params, horizon, args.gamma))
+        out = per_estimate(keys.reshape((-1, args.batch_size) + keys.shape[1:]))
+        out = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out)  # [N, ...], estimates consecutive
         grads = {"score": flat(out["score"]), "pathwise": flat(out["pathwise"])}
         batched = jax.tree.map(lambda x: x.reshape((-1, args.batch_size) + x.shape[1:]), grads)
         grads["mixed"] = jax.vmap(pathwise.mixed_gradient)(batched["pathwise"], batched["score"])
