@@ -307,12 +307,18 @@ def measure_training_path(
     lag-k autocorrelation of ĝ·∇J summed while positive.
 
     Returns:
-      {"exact_J", "exact_grad_norm", "horizon", "rows": [{"variant", "scale" (c of the best
-      c·∇J), "cosine" (of the mean), "residual" (‖mean − c∇J‖), "band", "biased", "variance"
-      (tr Cov of one window's estimate, ×1 / (c²‖∇J‖²)), "relative_error" {m: E‖mean of m
-      windows − c∇J‖ / ‖c∇J‖}}]}.
+      {"exact_J", "exact_grad_norm", "horizon", "rows": [{"variant", "scale" (c ≥ 0 of the best
+      c·∇J: 0 when the mean points against ∇J), "cosine" (of the mean), "residual"
+      (‖mean − c∇J‖), "band", "biased" (residual > band), "variance" (tr Cov of one window's
+      estimate, ×1 / (c²‖∇J‖²)), "relative_error" {m: E‖mean of m windows − c∇J‖ / ‖c∇J‖}}]}
+      (relative to ‖∇J‖ where c = 0).
     """
     first = next(iter(configs.values()))
+    for name, c in configs.items():  # one world, one batch: what the estimates are compared on
+        for field in ("env_id", "num_envs", "num_steps", "policy", "normalize_obs"):
+            if getattr(c, field) != getattr(first, field):
+                raise ValueError(f"`configs` must share {field}: {name!r} has {getattr(c, field)!r}, "
+                                 f"the first config {getattr(first, field)!r}.")
     networks = on_policy.make_networks(first.validate())  # the policy training builds from the config
     env, env_params, policy = networks.env, networks.env_params, networks.policy
     horizon = int(env_params.max_steps_in_episode)
@@ -364,15 +370,16 @@ def measure_training_path(
 
 
 def _direction_stats(g: np.ndarray, target: np.ndarray, batch_sizes: Sequence[int], num_sigmas: float) -> dict:
-    """Statistics of N estimates g [N, P] against c·target, c > 0 fitted (see `measure_training_path`)."""
+    """Statistics of N estimates g [N, P] against c·target, c >= 0 fitted (see `measure_training_path`):
+    a mean pointing against the target fits c = 0, so its whole length is residual (bias)."""
     n = len(g)
     mean = g.mean(axis=0)
-    scale = float(mean @ target / (target @ target))
+    scale = max(float(mean @ target / (target @ target)), 0.0)
     aim = scale * target
     projection = g @ target
     centred = projection - projection.mean()
     rho_sum = 0.0
-    for lag in range(1, min(50, n // 4)):
+    for lag in range(1, min(50, n // 4) if centred @ centred > 0 else 1):  # a constant projection: no correlation to sum
         rho = float(centred[:-lag] @ centred[lag:] / (centred @ centred))
         if rho <= 0:
             break
@@ -381,7 +388,7 @@ def _direction_stats(g: np.ndarray, target: np.ndarray, batch_sizes: Sequence[in
     variance = float(np.sum(np.var(g, axis=0, ddof=1)))
     band = float(num_sigmas * np.sqrt(variance / n_eff))
     residual = float(np.linalg.norm(mean - aim))
-    norm = max(np.linalg.norm(aim), 1e-30)
+    norm = max(np.linalg.norm(aim if scale > 0 else target), 1e-30)  # relative to c‖∇J‖, or to ‖∇J‖ when c = 0
     errors = {}
     for m in batch_sizes:
         if m <= n // 2:

@@ -172,3 +172,26 @@ def test_training_path_measures_the_update_training_runs():
     assert rows["none"]["cosine"] >= 0.99 and not rows["none"]["biased"], rows["none"]
     assert rows["value"]["biased"], rows["value"]
     assert rows["none"]["relative_error"]["16"] < rows["none"]["relative_error"]["1"]
+
+
+def test_direction_stats_flag_a_mean_against_the_gradient_as_biased():
+    """c of the best c·∇J is fitted over c >= 0: a mean pointing against ∇J fits c = 0, its whole
+    length is the residual, and it is biased (a free c < 0 fitted it exactly: residual 0, 'unbiased');
+    a positive multiple within noise is not; identical estimates (no spread) give finite numbers."""
+    target = np.array([0.3, -0.4, 1.2])
+    noise = np.random.default_rng(0).normal(size=(1000, 3)) * 0.1
+    against = lab._direction_stats(-target + noise, target, (1, 16), 3.0)
+    assert against["scale"] == 0.0 and against["biased"], against
+    np.testing.assert_allclose(against["residual"], np.linalg.norm((-target + noise).mean(0)), rtol=1e-12)
+    assert against["cosine"] < -0.99 and np.isfinite(against["variance"]) and np.isfinite(against["relative_error"]["16"])
+    along = lab._direction_stats(2.0 * target + noise, target, (1, 16), 3.0)
+    assert along["scale"] == pytest.approx(2.0, rel=0.02) and not along["biased"], along
+    constant = lab._direction_stats(np.tile(target, (100, 1)), target, (1,), 3.0)
+    assert constant["scale"] == pytest.approx(1.0) and all(np.isfinite(v) for v in (constant["band"], constant["residual"]))
+
+
+def test_training_path_refuses_configs_of_other_batches():
+    base = reinforce.Config(env_id="LongEpisodeChain-v0", policy="linear", num_envs=8, num_steps=6, total_timesteps=48, hidden=(8,))
+    configs = {"none": base.replace(baseline="none", normalize=False), "wide": base.replace(baseline="rloo", num_envs=4)}
+    with pytest.raises(ValueError, match=r"`configs` must share num_envs: 'wide' has 4, the first config 8"):
+        lab.measure_training_path(jax.random.PRNGKey(1), configs, jnp.zeros(4), 10)
