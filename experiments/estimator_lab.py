@@ -203,9 +203,11 @@ def path_markdown(results: dict, windows: int) -> str:
         "",
         f"Each variant's own update (`reinforce.make_policy_gradient` on `reinforce.collect`'s windows), "
         f"{windows} carried windows of 8 envs × 8 steps, fixed random linear-softmax θ, against the exact ∇J_γ "
-        "(J_γ = E[Σ_(t<H) γ^t r_t] under the time limit). scale: c of the best c·∇J; residual: ‖mean − c∇J‖; "
+        "(J_γ = E[Σ_(t<H) γ^t r_t] under the time limit). scale: c ≥ 0 of the best c·∇J (0 when the mean points "
+        "against ∇J: then all of it is residual); residual: ‖mean − c∇J‖; "
         "band: 3σ with the windows' autocorrelation; relative variance: tr Cov / ‖c∇J‖²; error(m): "
-        "E‖mean of m windows − c∇J‖ / ‖c∇J‖. The value baseline keeps its initial (untrained) critic.",
+        "E‖mean of m windows − c∇J‖ / ‖c∇J‖ (both relative to ‖∇J‖ where c = 0). "
+        "The value baseline keeps its initial (untrained) critic.",
         "",
     ]
     for env_id, world in results.items():
