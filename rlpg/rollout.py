@@ -58,11 +58,12 @@ class EnvBatch:
 
 
 def env_action(env, env_params, action: jax.Array) -> jax.Array:
-    """The action as the env takes it: continuous ones clipped into the Box and shaped
-    [..., *space.shape] from the policy's flat [..., D] (one env, or a batch); discrete ones as they are."""
+    """The action as the env takes it: continuous ones shaped [..., *space.shape] from the
+    policy's flat [..., D] (one env, or a batch), then clipped into the Box (bounds scalar or
+    of the space's shape); discrete ones as they are."""
     space = env.action_space(env_params)
     if isinstance(space, spaces.Box):
-        return jnp.clip(action, space.low, space.high).reshape(action.shape[:-1] + tuple(space.shape))
+        return jnp.clip(action.reshape(action.shape[:-1] + tuple(space.shape)), space.low, space.high)
     return action
 
 

@@ -104,6 +104,21 @@ def test_continuous_actions_clipped_for_the_env_but_not_for_log_probs():
     assert np.asarray(traj.reward).min() >= -(np.pi**2 + 0.1 * 64 + 0.001 * 4) - 1e-4
 
 
+def test_env_action_shapes_then_clips_into_a_box_of_any_shape():
+    """A flat [..., D] action becomes [..., *shape] and is clipped elementwise by bounds of that
+    shape (clipping the flat action by [2, 3] bounds first fails to broadcast)."""
+    from gymnax.environments import spaces
+
+    class BoxEnv:
+        def action_space(self, params):
+            return spaces.Box(jnp.arange(6.0).reshape(2, 3), jnp.arange(6.0).reshape(2, 3) + 0.5, (2, 3))
+
+    action = jnp.tile(jnp.arange(6.0) + 0.25 * jnp.array([-1.0, 1.0, 3.0, -1.0, 1.0, 3.0]), (4, 1))
+    expected = np.clip(np.asarray(action).reshape(4, 2, 3), np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3) + 0.5)
+    np.testing.assert_array_equal(rollout.env_action(BoxEnv(), None, action), expected)
+    np.testing.assert_array_equal(rollout.env_action(BoxEnv(), None, action[0]), expected[0])
+
+
 def test_evaluate_matches_a_naive_episode_loop():
     env, params = envs.make("CartPole-v1")
     policy = policies.make_policy(env, params, hidden=(8,))
