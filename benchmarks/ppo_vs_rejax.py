@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--suffix", default="", help="of the result files' names, e.g. -gpu (benchmarks/gpu.sh)")
     args = parser.parse_args()
     rlpg.unroll_threefry_on_cpu()  # rlpg's side as experiments.train trains (rejax's runs in its own process)
-    compile_cache.enable()  # both sides' programs are cached alike; RLPG_COMPILE_CACHE=off for cold first calls
+    compile_cache.enable("off")  # first calls compile cold on both sides: rejax's process has no persistent cache
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     print(f"rlpg {rlpg.__version__}, jax {jax.__version__}, {device}", flush=True)
     # Alternate the two, a fresh process-level run each round, and keep each one's fastest
