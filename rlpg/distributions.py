@@ -230,7 +230,8 @@ def _expected_log1m_tanh_sq(mean: jax.Array, std: jax.Array) -> jax.Array:
     u = mean[..., None] + jnp.sqrt(2.0) * narrow * _HERMITE_NODES
     hermite = jnp.sum(_HERMITE_WEIGHTS * _log1m_tanh_sq(u), axis=-1) / jnp.sqrt(jnp.pi)
     wide = jnp.maximum(std, _WIDE_STD)
-    abs_mean = wide * jnp.sqrt(2.0 / jnp.pi) * jnp.exp(-0.5 * (mean / wide) ** 2) + mean * jax.scipy.special.erf(mean / (wide * jnp.sqrt(2.0)))
+    abs_mean = (wide * jnp.sqrt(2.0 / jnp.pi) * jnp.exp(-0.5 * (mean / wide) ** 2)
+                + mean * jax.scipy.special.erf(mean / (wide * jnp.sqrt(2.0))))
     v, m, w = _LAGUERRE_NODES, mean[..., None], wide[..., None]
     folded = (jnp.exp(-0.5 * ((v - m) / w) ** 2) + jnp.exp(-0.5 * ((v + m) / w) ** 2)) / (w * jnp.sqrt(2.0 * jnp.pi))
     laguerre = 2.0 * jnp.log(2.0) - 2.0 * abs_mean - 2.0 * jnp.sum(_LAGUERRE_WEIGHTS * folded, axis=-1)

@@ -120,7 +120,8 @@ def make_train(config: Config, progress: Callable[[dict], None] | None = None):
     episode_return, episode_length, episodes, policy_loss, entropy, grad_norm (of g), step_norm
     (‖Δθ‖), kl (mean KL(π_old ‖ π_new) over the batch's states: the step sets ½ ΔθᵀFΔθ = max_kl
     for the batch's damped, sampled F, so kl ≈ max_kl only as far as the quadratic model holds
-    and F matches the true Fisher; damping makes it smaller), value_loss. With `config.log_every = K > 0`, every K updates
-    `progress(metrics_of_that_update)` is called from inside the compiled program.
+    and F matches the true Fisher; damping makes it smaller), value_loss. With
+    `config.log_every = K > 0`, every K updates `progress(metrics_of_that_update)` is called
+    from inside the compiled program.
     """
     return on_policy.make_train(config, make_learner, progress)
