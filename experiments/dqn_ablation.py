@@ -323,7 +323,7 @@ def run(args: Args) -> dict:
     check_args(args)
     for env_id, steps in zip(args.envs, args.total_timesteps):
         dqn_config(env_id, steps)  # bad ids or budgets fail before any training
-    out = experiment.prepare_run_dir(args.out, args.overwrite)
+    out = experiment.prepare_run_dir(args.out, args.overwrite, marker=RESULTS_JSON)
     t0 = time.perf_counter()
     results = {"args": dataclasses.asdict(args), "dqn_defaults": dataclasses.asdict(dqn.Config())}
     results["ablation"] = run_ablation(args)

@@ -255,7 +255,7 @@ def run(args: Args) -> dict:
         raise ValueError(f"`num_batches` must be >= 2; got {args.num_batches}.")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         raise ValueError(f"`batch_sizes` must be positive; got {args.batch_sizes}.")
-    out = experiment.prepare_run_dir(args.out, args.overwrite)
+    out = experiment.prepare_run_dir(args.out, args.overwrite, marker=RESULTS_JSON)
     t0 = time.perf_counter()
     results = {"args": dataclasses.asdict(args), "num_batches": args.num_batches, "worlds": {}}
     key = jax.random.PRNGKey(args.seed)

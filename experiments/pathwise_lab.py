@@ -276,7 +276,7 @@ def run(args: Args) -> dict:
         )
     if not args.horizons or min(args.horizons) < 1:
         raise ValueError(f"`horizons` must be positive; got {args.horizons}.")
-    out = experiment.prepare_run_dir(args.out, args.overwrite)
+    out = experiment.prepare_run_dir(args.out, args.overwrite, marker=RESULTS_JSON)
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(args.seed)
     rows = []

@@ -163,7 +163,7 @@ def plot_curves(path: Path, results: list[dict]) -> None:
 def main(args: Args) -> list[dict]:
     if args.num_seeds < 1:
         raise ValueError(f"`num_seeds` must be >= 1; got {args.num_seeds}.")
-    out = experiment.prepare_run_dir(args.out, args.overwrite)
+    out = experiment.prepare_run_dir(args.out, args.overwrite, marker=RESULTS_JSON)
     results = []
     for env_id in RUNS:
         result = run_world(env_id, args.num_seeds, args.seed, args.quick)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import shutil
 import signal
 import sys
 import time
@@ -180,19 +181,21 @@ def make_mesh(args: Args, config):
     return mesh
 
 
-def run(args: Args) -> dict:
+def run(args: Args, given: list[str] | None = None) -> dict:
     """Train in chunks (saving a resume point after each), evaluate, write the run folder;
     returns the summary. With `args.resume`, continue the run saved in that folder instead:
-    from its newest intact resume point, running only the remaining updates."""
+    from its newest intact resume point, running only the remaining updates. `given`: the
+    flags spelled out on the command line (`given_flags`), so that a safe flag given at its
+    default value with --resume still applies; None: the flags that differ from their defaults."""
     with compile_cache.count_programs() as programs:
-        return _run(args, programs)
+        return _run(args, programs, given)
 
 
-def _run(args: Args, programs: collections.Counter) -> dict:
+def _run(args: Args, programs: collections.Counter, given: list[str] | None = None) -> dict:
     """`run`, with `programs` counting the XLA programs it builds (`compile_cache.count_programs`)."""
     resuming = args.resume is not None
     if resuming:
-        args, out = resume_args(args)
+        args, out = resume_args(args, given)
     if args.num_seeds < 1:
         raise ValueError(f"`num_seeds` must be >= 1; got {args.num_seeds}.")
     check_seed("seed", args.seed, args.num_seeds)  # run i uses PRNG seed seed + i, a 32-bit int
@@ -207,6 +210,7 @@ def _run(args: Args, programs: collections.Counter) -> dict:
     mesh = make_mesh(args, config)
     if args.distributed and (args.checkpoint_every or resuming):
         raise ValueError("`--checkpoint-every` and `--resume` are single-host for now; drop them with `--distributed`.")
+    tracking.check_available(args.track)  # before --overwrite removes anything
     if not resuming:
         out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = experiment.prepare_run_dir(out, args.overwrite)
@@ -310,10 +314,12 @@ def _run(args: Args, programs: collections.Counter) -> dict:
         "resumed_from_update": start if resuming else None,
         "mesh": dict(mesh.shape) if mesh is not None else None,
     }
-    experiment.write_json(out / experiment.SUMMARY_FILE, summary)
     experiment.write_metrics_csv(out / experiment.METRICS_FILE, metrics)
     experiment.plot_learning_curve(out / experiment.CURVE_FILE, metrics, f"{args.algo} on {args.env}")
+    if resuming and (out / experiment.CHECKPOINT_DIR).exists():  # left by a finish that was cut short: the same params
+        shutil.rmtree(out / experiment.CHECKPOINT_DIR)
     experiment.save_params(out / experiment.CHECKPOINT_DIR, jax.device_get(state.params))
+    experiment.write_json(out / experiment.SUMMARY_FILE, summary)  # last: a run with summary.json has finished
     print(f"done: final {'greedy' if args.greedy_eval else 'stochastic'} evaluation return per seed "
           f"{np.round(summary['eval_return_mean'], 1).tolist()} (median {summary['eval_return_median_over_seeds']:.1f}); "
           f"compile {compile_s:.1f}s ({summary['xla_programs']} XLA programs, {summary['xla_programs_from_cache']} from the "
@@ -331,11 +337,13 @@ def progress_chunk(num_updates: int, log_every: int) -> int:
     return max(d for d in range(1, min(log_every, num_updates) + 1) if num_updates % d == 0)
 
 
-def resume_args(args: Args) -> tuple[Args, Path]:
+def resume_args(args: Args, given: list[str] | None = None) -> tuple[Args, Path]:
     """The saved flags of the run in `args.resume` (and its folder), with the flags that may
-    differ (`experiment.RESUME_SAFE_FLAGS`) taken from `args`; any other flag set in `args` is refused."""
+    differ (`experiment.RESUME_SAFE_FLAGS`) taken from `args` where `given` names them (None: where
+    they differ from their defaults); any other flag given is refused."""
     run_dir = Path(args.resume)
-    given = [f.name for f in dataclasses.fields(Args) if getattr(args, f.name) != f.default]
+    if given is None:
+        given = [f.name for f in dataclasses.fields(Args) if getattr(args, f.name) != f.default]
     check_resume_flags(given)
     saved = experiment.load_config(run_dir)["args"]
     if (run_dir / experiment.SUMMARY_FILE).exists():
@@ -407,13 +415,14 @@ class StopOnSignal:
 
 def main() -> None:
     args = tyro.cli(Args)
+    given = given_flags(sys.argv[1:])
     if args.resume is not None:  # also refuses flags given at their default value
-        check_resume_flags(given_flags(sys.argv[1:]))
+        check_resume_flags(given)
     compile_cache.enable(args.compile_cache)
     unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
     if args.distributed:
         jax.distributed.initialize()
-    run(args)
+    run(args, given)
 
 
 if __name__ == "__main__":

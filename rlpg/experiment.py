@@ -40,17 +40,25 @@ printed, tracked, cached and how often points are saved, not what is computed (c
 equal one program)."""
 
 
-def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Create `out` for a new run. An existing non-empty folder is refused unless `overwrite`,
-    in which case its previous contents are removed."""
+def prepare_run_dir(out: str | Path, overwrite: bool = False, marker: str = CONFIG_FILE) -> Path:
+    """Create `out` for a new run. An existing non-empty folder is refused unless it holds a run
+    (the file `marker` its program writes: `CONFIG_FILE` for experiments.train, results.json for
+    the experiment scripts) and `overwrite` is given, in which case that run is removed; a folder
+    of other files, the working directory or one above it, or a symlink, is never removed."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"`out` {out} exists and is not a folder; choose another path.")
     if out.exists() and any(out.iterdir()):
+        if not (out / marker).is_file():
+            raise FileExistsError(f"`out` {out} holds files but no run (no {marker}); --overwrite replaces only a "
+                                  f"run folder: choose another folder.")
         if not overwrite:
             raise FileExistsError(
                 f"`out` {out} already holds a run; choose another folder or pass --overwrite to replace it."
             )
+        if out.is_symlink() or Path.cwd().resolve().is_relative_to(out.resolve()):
+            raise FileExistsError(f"`out` {out} is a symlink or holds the working directory; --overwrite will not "
+                                  f"remove it: choose another folder.")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

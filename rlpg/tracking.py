@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 TRACKERS = ("none", "tensorboard", "wandb")
+TRACKER_MODULES = {"tensorboard": "tensorboardX", "wandb": "wandb"}  # the package each needs
 TENSORBOARD_DIR = "tensorboard"
 
 __all__ = ["TENSORBOARD_DIR", "TRACKERS", "TensorBoardTracker", "Tracker", "WandbTracker", "make_tracker"]
@@ -64,7 +65,7 @@ class TensorBoardTracker(Tracker):
     points are on disk when `log_chunk` returns."""
 
     def __init__(self, out: Path, num_seeds: int):
-        _require("tensorboardX", "tensorboard")
+        _require(TRACKER_MODULES["tensorboard"], "tensorboard")
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto import event_pb2, summary_pb2
 
@@ -93,7 +94,7 @@ class WandbTracker(Tracker):
     `<out>/wandb/`) unless `WANDB_MODE` says otherwise or `WANDB_API_KEY` is set."""
 
     def __init__(self, out: Path, config: Mapping[str, Any], project: str = "rlpg"):
-        wandb = _require("wandb", "wandb")
+        wandb = _require(TRACKER_MODULES["wandb"], "wandb")
         mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         self.run = wandb.init(project=project, name=Path(out).name, dir=str(out), config=dict(config), mode=mode)
 
@@ -118,6 +119,15 @@ def make_tracker(kind: str, out: Path, num_seeds: int, config: Mapping[str, Any]
     if kind == "none":
         return Tracker()
     raise ValueError(f"`track` must be one of {TRACKERS}; got {kind!r}.")
+
+
+def check_available(kind: str) -> None:
+    """ImportError naming the extra to install when `--track kind` needs a package that is not
+    installed; ValueError for an unknown kind. Costs an import, nothing else."""
+    if kind not in TRACKERS:
+        raise ValueError(f"`track` must be one of {TRACKERS}; got {kind!r}.")
+    if kind != "none":
+        _require(TRACKER_MODULES[kind], kind)
 
 
 def _require(module: str, extra: str):

@@ -66,6 +66,47 @@ def test_refuses_to_overwrite_a_run(run_dir):
     assert (out / "summary.json").read_text() == before
 
 
+def test_overwrite_replaces_only_a_run_folder(tmp_path, monkeypatch):
+    """--overwrite removes a folder that holds a run (its config.json) and nothing else: not a
+    folder of other files, not the working directory (a run folder one has cd'ed into)."""
+    from rlpg import experiment
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("months of work")
+    with pytest.raises(FileExistsError, match=r"holds files but no run \(no config.json\); --overwrite replaces only a run folder"):
+        experiment.prepare_run_dir(notes, overwrite=True)
+    assert (notes / "thesis.tex").read_text() == "months of work"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / experiment.CONFIG_FILE).write_text("{}")
+    (run / "metrics.csv").write_text("old")
+    assert experiment.prepare_run_dir(run, overwrite=True) == run and not any(run.iterdir())
+    (run / experiment.CONFIG_FILE).write_text("{}")
+    monkeypatch.chdir(run)
+    with pytest.raises(FileExistsError, match="holds the working directory"):
+        experiment.prepare_run_dir(".", overwrite=True)
+    assert (run / experiment.CONFIG_FILE).exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_tracker_is_missing(run_dir, tmp_path, monkeypatch):
+    """The tracker's package is checked before --overwrite removes the old run."""
+    from rlpg import tracking
+
+    out = tmp_path / "old"
+    out.mkdir()
+    for name in ("config.json", "summary.json"):
+        (out / name).write_text((run_dir[0] / name).read_text())
+
+    def missing(module, extra):
+        raise ImportError(f'`--track {extra}` needs {module}: pip install "rlpg[{extra}]"')
+
+    monkeypatch.setattr(tracking, "_require", missing)
+    with pytest.raises(ImportError, match="needs tensorboardX"):
+        train_cli.run(train_cli.Args(out=out, overwrite=True, track="tensorboard", num_seeds=1, total_timesteps=4000))
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "summary.json"]
+
+
 def test_load_policy_plays_in_gymnasium(run_dir):
     gym = pytest.importorskip("gymnasium")
     out, summary = run_dir

@@ -3,6 +3,7 @@ remaining updates and ends with the uninterrupted run's numbers, bit for bit; da
 changed configs and flags that would change the run are refused by name; a non-finite loss
 stops a run with the last good resume point intact."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -294,3 +295,43 @@ def test_a_run_of_another_version_with_unknown_flags_is_refused_untouched_not_ca
         train_cli.run(train_cli.Args(resume=out))
     assert not isinstance(error.value, experiment.DamagedCheckpointError)
     assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == files
+
+
+def test_a_run_cut_short_while_writing_its_final_files_resumes_and_ends_as_the_uninterrupted_one(reference, tmp_path, monkeypatch):
+    """summary.json, which marks a run finished, is written last: a run stopped while it writes
+    its checkpoint has none, so --resume finishes it (runs no update again) with the uninterrupted
+    run's metrics and parameters; written first, --resume refused the run as finished."""
+    ref_dir, ref_summary = reference
+    out = tmp_path / "cut"
+    save_params = experiment.save_params
+
+    def cut_short(path, params):
+        save_params(path, params)
+        raise KeyboardInterrupt  # stopped right after the checkpoint, before summary.json
+
+    monkeypatch.setattr(experiment, "save_params", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        train_cli.run(train_cli.Args(out=out, **FLAGS))
+    assert not (out / experiment.SUMMARY_FILE).exists() and (out / experiment.CHECKPOINT_DIR).exists()
+    monkeypatch.setattr(experiment, "save_params", save_params)
+    summary = train_cli.run(train_cli.Args(resume=out))
+    assert summary["resumed_from_update"] == 60 and summary["eval_return_mean"] == ref_summary["eval_return_mean"]
+    assert (out / experiment.METRICS_FILE).read_bytes() == (ref_dir / experiment.METRICS_FILE).read_bytes()
+    assert same_tree(experiment.restore_params(out / experiment.CHECKPOINT_DIR), experiment.restore_params(ref_dir / experiment.CHECKPOINT_DIR))
+
+
+def test_resume_applies_safe_flags_given_at_their_default_value(tmp_path):
+    """`--resume RUN --track none` turns off the tracking the run was started with: a flag spelled
+    out on the command line applies even at its default value (the CLI passes the given names)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    args = train_cli.Args(track="tensorboard", log_every=5, checkpoint_every=5, out=out)
+    experiment.write_json(out / experiment.CONFIG_FILE, {"algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
+                                                         "config": dataclasses.asdict(train_cli.make_config(args)[1]),
+                                                         "args": dataclasses.asdict(args)})
+    resumed, _ = train_cli.resume_args(train_cli.Args(resume=out, track="none", log_every=10, checkpoint_every=0),
+                                       given=train_cli.given_flags(["--resume", str(out), "--track", "none", "--log-every=10",
+                                                                    "--checkpoint-every", "0"]))
+    assert (resumed.track, resumed.log_every, resumed.checkpoint_every) == ("none", 10, 0)
+    kept, _ = train_cli.resume_args(train_cli.Args(resume=out, track="none"))  # in code: only values off their defaults
+    assert kept.track == "tensorboard"
