@@ -270,8 +270,11 @@ def _point_update(point: Path) -> int:
 
 
 def resume_points(run_dir: Path) -> list[Path]:
-    """Every `resume/update_<n>/` folder of a run, oldest first (intact or not)."""
-    return sorted((Path(run_dir) / RESUME_DIR).glob("update_*"), key=_point_update)
+    """Every `resume/update_<n>/` folder of a run (n all digits, as `save_resume_point` names
+    them), oldest first (intact or not); other folders there, e.g. a user's copy
+    `update_0000050_keep`, are not points: never read, never removed."""
+    points = [p for p in (Path(run_dir) / RESUME_DIR).glob("update_*") if p.name.split("_", 1)[1].isdigit()]
+    return sorted(points, key=_point_update)
 
 
 def latest_resume_point(run_dir: Path) -> Path | None:

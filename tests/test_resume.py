@@ -105,7 +105,10 @@ def test_stopped_run_keeps_its_two_newest_points(stopped):
 
 def test_resume_runs_only_the_remaining_updates(stopped, reference, tmp_path, capsys):
     out, stopped_at = copy_of(stopped, tmp_path), stopped[1]
+    keep = out / experiment.RESUME_DIR / f"update_{stopped_at - 5:07d}_keep"  # a user's copy: not a point, never removed
+    shutil.copytree(out / experiment.RESUME_DIR / f"update_{stopped_at - 5:07d}", keep)
     summary, output, updates = resume_counting_updates(out, capsys)
+    assert keep.is_dir() and keep not in experiment.resume_points(out)
     assert f"update {stopped_at}/60" in output and f"update_{stopped_at:07d}" in output  # says where it continues
     # One line (over both seeds) for every 5th update after the point, and nothing before it.
     assert updates == list(range(stopped_at + 5, 61, 5)), output
