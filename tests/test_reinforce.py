@@ -258,3 +258,24 @@ def test_every_variant_learns_to_walk_the_longest_episode(variant):
     state, _ = jax.jit(jax.vmap(reinforce.make_train(config)))(seeds(3))
     logits = np.asarray(state.params["policy"]).reshape(3, -1, 2)
     assert np.all(np.argmax(logits[:, 0], axis=-1) == envs.LongEpisodeChain.WALK), logits[:, 0]
+
+
+def test_bootstrapped_time_limits_weight_by_gamma_tau_whichever_returns():
+    """With time_limits="bootstrap" G is the per-step G^V (GAE(γ, 1) + V) for either `returns`, so
+    discount_weighting="gradient" weights it by γ^τ for `total` as for `reward_to_go` (README's
+    "either | value, bootstrap" row): the two give the same weights; without γ^τ they differ."""
+    base = reinforce.Config(num_envs=3, num_steps=5, total_timesteps=15, baseline="value", time_limits="bootstrap",
+                            discount_weighting="gradient", gamma=0.9, normalize=False)
+    key = jax.random.PRNGKey(0)
+    shape = (5, 3)
+    traj = rollout.Trajectory(
+        obs=jnp.zeros(shape + (4,)), action=jnp.zeros(shape, jnp.int32), reward=jax.random.uniform(key, shape),
+        terminated=jnp.zeros(shape, bool).at[2, 0].set(True), truncated=jnp.zeros(shape, bool).at[3, 1].set(True),
+        log_prob=jnp.zeros(shape), next_obs=jnp.zeros(shape + (4,)), episode_return=jnp.zeros(shape), episode_length=jnp.zeros(shape, jnp.int32))
+    window = reinforce.Window(traj, jnp.ones(shape), jnp.array([[3, 0, 7], [4, 1, 8], [5, 2, 9], [0, 3, 10], [1, 0, 11]]))
+    values, next_values = jax.random.normal(jax.random.PRNGKey(1), shape), jax.random.normal(jax.random.PRNGKey(2), shape)
+    weights = {r: reinforce.weights_and_targets(base.replace(returns=r), window, values, next_values, 0.9, 1.0)[0]
+               for r in ("total", "reward_to_go")}
+    np.testing.assert_allclose(weights["total"], weights["reward_to_go"], rtol=1e-6)
+    _, g = reinforce.weights_and_targets(base, window, values, next_values, 0.9, 1.0)
+    np.testing.assert_allclose(weights["total"], 0.9 ** window.time * (g - values), rtol=1e-6)

@@ -177,8 +177,8 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
         g = returns.reward_to_go(reward, done, gamma, bootstrap)
     else:
         g = returns.total_return(reward, done, gamma, bootstrap)
-    discount = 1.0
-    if config.discount_weighting == "gradient" and config.returns == "reward_to_go":
+    discount = 1.0  # γ^τ where G is a per-step return: reward-to-go, and G^V under time_limits="bootstrap"
+    if config.discount_weighting == "gradient" and (config.returns == "reward_to_go" or config.time_limits == "bootstrap"):
         discount = jnp.power(gamma, window.time.astype(g.dtype))
     if config.normalize:  # the centring is the other envs' mean: none, mean and rloo coincide
         weights = discount * (g - values if config.baseline == "value" else g)
