@@ -408,8 +408,9 @@ def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = Fa
     """
     saved = load_config(run_dir)
     num_seeds = saved["num_seeds"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < num_seeds:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < num_seeds:
         raise ValueError(f"`seed` must be in [0, {num_seeds}) for this run, an int; got {seed!r}.")
+    seed = int(seed)
     module = algo_module(saved["algo"])
     try:
         config = config_from_dict(module.Config, saved["config"])
@@ -418,7 +419,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = Fa
     algorithm = module.make_algorithm(config)
     policy, env, env_params = algorithm.policy, algorithm.env, algorithm.env_params
     if from_resume_point:
-        found = intact_resume_point(run_dir)
+        found = intact_resume_point(run_dir, config_fingerprint(saved))  # an edited config.json: named, not "damaged"
         if found is None:
             raise FileNotFoundError(f"{run_dir} has no resume point (`from_resume_point`): it was run without --checkpoint-every.")
         keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)

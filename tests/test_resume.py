@@ -154,6 +154,8 @@ def test_a_changed_config_is_refused_naming_the_fields(stopped, tmp_path):
     (out / experiment.CONFIG_FILE).write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"has changed since .*update_\d+ was written: args.num_envs 4 -> 8; config.num_envs 4 -> 8"):
         train_cli.run(train_cli.Args(resume=out))
+    with pytest.raises(ValueError, match=r"has changed since .*update_\d+ was written: args.num_envs 4 -> 8"):
+        rlpg.load_policy(out, from_resume_point=True)  # the same message, not "cannot be read"
 
 
 @pytest.mark.parametrize("flags, named", [
@@ -183,7 +185,7 @@ def test_load_policy_of_an_unfinished_run(stopped):
     out, stopped_at, _ = stopped
     with pytest.raises(FileNotFoundError, match=f"unfinished run .*update_{stopped_at:07d}.*--resume.*from_resume_point=True"):
         rlpg.load_policy(out)
-    act = rlpg.load_policy(out, seed=1, from_resume_point=True)
+    act = rlpg.load_policy(out, seed=np.int64(1), from_resume_point=True)  # a numpy integer is a seed index too
     assert act(np.zeros(4, np.float32)) in (0, 1)
 
 
