@@ -378,9 +378,10 @@ def _direction_stats(g: np.ndarray, target: np.ndarray, batch_sizes: Sequence[in
     aim = scale * target
     projection = g @ target
     centred = projection - projection.mean()
+    spread = float(centred @ centred)
     rho_sum = 0.0
-    for lag in range(1, min(50, n // 4) if centred @ centred > 0 else 1):  # a constant projection: no correlation to sum
-        rho = float(centred[:-lag] @ centred[lag:] / (centred @ centred))
+    for lag in range(1, min(50, n // 4) if spread > 0 else 1):  # a constant projection: no correlation to sum
+        rho = float(centred[:-lag] @ centred[lag:]) / spread
         if rho <= 0:
             break
         rho_sum += rho

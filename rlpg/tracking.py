@@ -28,7 +28,7 @@ TRACKERS = ("none", "tensorboard", "wandb")
 TRACKER_MODULES = {"tensorboard": "tensorboardX", "wandb": "wandb"}  # the package each needs
 TENSORBOARD_DIR = "tensorboard"
 
-__all__ = ["TENSORBOARD_DIR", "TRACKERS", "TensorBoardTracker", "Tracker", "WandbTracker", "make_tracker"]
+__all__ = ["TENSORBOARD_DIR", "TRACKERS", "TensorBoardTracker", "Tracker", "WandbTracker", "check_available", "make_tracker"]
 
 
 def _rows(metrics: Mapping[str, Any]):
@@ -112,13 +112,12 @@ class WandbTracker(Tracker):
 def make_tracker(kind: str, out: Path, num_seeds: int, config: Mapping[str, Any]) -> Tracker:
     """The tracker `--track kind` asks for (kind in TRACKERS), logging into the run folder `out`.
     A missing package is an ImportError naming the extra to install, raised before training."""
+    check_available(kind)
     if kind == "tensorboard":
         return TensorBoardTracker(out, num_seeds)
     if kind == "wandb":
         return WandbTracker(out, config)
-    if kind == "none":
-        return Tracker()
-    raise ValueError(f"`track` must be one of {TRACKERS}; got {kind!r}.")
+    return Tracker()
 
 
 def check_available(kind: str) -> None:
