@@ -69,23 +69,34 @@ def total_return(
     dones: jax.Array,
     gamma: float | jax.Array = 1.0,
     bootstrap_value: jax.Array | None = None,
+    initial_time: jax.Array | None = None,
 ) -> jax.Array:
-    """R(τ) = Σ_k γ^k r_k over the episode containing step t (from its first step in the
-    window), broadcast to each of its steps.
+    """R(τ) = Σ_k γ^τ_k r_k over the episode containing step t (its steps in the window, τ_k the
+    steps the episode had taken before step k), broadcast to each of its steps.
 
     The weight of the textbook estimator ĝ = R(τ) Σ_t ∇ log π(a_t|s_t). The whole return for
     episodes that start and end inside the window; an episode running past the window adds
-    γ^k·`bootstrap_value`, as in `reward_to_go`.
+    γ^τ_T·`bootstrap_value`, as in `reward_to_go`. An episode already under way at the window's
+    start (a window carried over from the last update, `initial_time` τ_0 > 0) is discounted
+    from its own start: γ^τ_0 times its rewards' sum discounted from the window's start. Its
+    rewards before the window are left out: they do not depend on the window's actions, so
+    leaving them out changes no expected gradient.
 
     Args:
       rewards: [T, ...] float; dones: [T, ...]; gamma: discount in [0, 1].
       bootstrap_value: [...] value of the state after the window, or None (0).
+      initial_time: [...] int, steps the episodes at the window's start had taken
+        (`rollout.EnvBatch.episode_length`), or None (0: every window starts at resets).
     Returns:
       [T, ...] returns, constant within each episode.
     """
     dones = as_array("dones", dones)
     g = reward_to_go(rewards, dones, gamma, bootstrap_value)
     starts = jnp.concatenate([jnp.ones_like(dones[:1], bool), jnp.asarray(dones[:-1], bool)], axis=0)
+    if initial_time is not None:
+        check_same_shape(**{"initial_time": jnp.asarray(initial_time), "rewards[0]": g[0]})
+        under_way = jnp.cumsum(starts, axis=0) == 1  # the window's first episode of each env
+        g = jnp.where(under_way, jnp.power(gamma, jnp.asarray(initial_time).astype(g.dtype)) * g, g)
 
     def step(episode_return, x):
         g_t, start = x

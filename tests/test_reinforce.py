@@ -260,12 +260,9 @@ def test_every_variant_learns_to_walk_the_longest_episode(variant):
     assert np.all(np.argmax(logits[:, 0], axis=-1) == envs.LongEpisodeChain.WALK), logits[:, 0]
 
 
-def test_bootstrapped_time_limits_weight_by_gamma_tau_whichever_returns():
-    """With time_limits="bootstrap" G is the per-step G^V (GAE(γ, 1) + V) for either `returns`, so
-    discount_weighting="gradient" weights it by γ^τ for `total` as for `reward_to_go` (README's
-    "either | value, bootstrap" row): the two give the same weights; without γ^τ they differ."""
-    base = reinforce.Config(num_envs=3, num_steps=5, total_timesteps=15, baseline="value", time_limits="bootstrap",
-                            discount_weighting="gradient", gamma=0.9, normalize=False)
+def _hand_window():
+    """A carried window [5, 3]: env 0 terminates at step 2, env 1 is truncated at step 3, env 2
+    runs on; the episodes under way at its start had taken 3, 0 and 7 steps. With V(s_t), V(s'_t)."""
     key = jax.random.PRNGKey(0)
     shape = (5, 3)
     traj = rollout.Trajectory(
@@ -274,8 +271,48 @@ def test_bootstrapped_time_limits_weight_by_gamma_tau_whichever_returns():
         log_prob=jnp.zeros(shape), next_obs=jnp.zeros(shape + (4,)), episode_return=jnp.zeros(shape), episode_length=jnp.zeros(shape, jnp.int32))
     window = reinforce.Window(traj, jnp.ones(shape), jnp.array([[3, 0, 7], [4, 1, 8], [5, 2, 9], [0, 3, 10], [1, 0, 11]]))
     values, next_values = jax.random.normal(jax.random.PRNGKey(1), shape), jax.random.normal(jax.random.PRNGKey(2), shape)
+    return window, values, next_values
+
+
+def test_bootstrapped_time_limits_weight_by_gamma_tau_whichever_returns():
+    """With time_limits="bootstrap" G is the per-step G^V (GAE(γ, 1) + V) for either `returns`, so
+    discount_weighting="gradient" weights it by γ^τ for `total` as for `reward_to_go` (README's
+    "either | value, bootstrap" row): the two give the same weights; without γ^τ they differ."""
+    base = reinforce.Config(num_envs=3, num_steps=5, total_timesteps=15, baseline="value", time_limits="bootstrap",
+                            discount_weighting="gradient", gamma=0.9, normalize=False)
+    window, values, next_values = _hand_window()
     weights = {r: reinforce.weights_and_targets(base.replace(returns=r), window, values, next_values, 0.9, 1.0)[0]
                for r in ("total", "reward_to_go")}
     np.testing.assert_allclose(weights["total"], weights["reward_to_go"], rtol=1e-6, atol=1e-6)
     _, g = reinforce.weights_and_targets(base, window, values, next_values, 0.9, 1.0)
     np.testing.assert_allclose(weights["total"], 0.9 ** window.time * (g - values), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["common", "gradient"])
+def test_total_returns_of_a_carried_window_are_discounted_from_each_episodes_start(weighting):
+    """returns="total" with the value baseline (carried windows): step t's weight is
+    Σ_k γ^τ_k r_k over its episode's steps in the window plus γ^τ_T V at the cut, minus V(s_t), τ
+    counted from the episode's start (an episode under way is not restarted at the window's
+    start: that would weight it γ^(−τ_0) too much), for either weighting (R_γ is already
+    discounted); and V fits the reward-to-go G^V_t, V^π's target, not R_γ."""
+    config = reinforce.Config(num_envs=3, num_steps=5, total_timesteps=15, baseline="value", returns="total",
+                              discount_weighting=weighting, gamma=0.9, normalize=False)
+    window, values, next_values = _hand_window()
+    reward, done = np.asarray(window.traj.reward), np.asarray(window.traj.done)
+    bootstrap, time0 = np.asarray(next_values[-1]), np.asarray(window.time[0])
+    expected_total = np.zeros((5, 3))
+    expected_targets = np.zeros((5, 3))
+    for b in range(3):
+        episodes = np.split(np.arange(5), np.flatnonzero(done[:, b])[np.flatnonzero(done[:, b]) < 4] + 1)
+        for i, steps in enumerate(episodes):
+            tau0 = time0[b] if i == 0 else 0
+            cut = not done[steps[-1], b]
+            total = sum(0.9 ** (tau0 + j) * reward[k, b] for j, k in enumerate(steps))
+            expected_total[steps, b] = total + (0.9 ** (tau0 + len(steps)) * bootstrap[b] if cut else 0.0)
+            for j, t in enumerate(steps):
+                rest = steps[j:]
+                expected_targets[t, b] = sum(0.9 ** m * reward[k, b] for m, k in enumerate(rest)) + (
+                    0.9 ** len(rest) * bootstrap[b] if cut else 0.0)
+    weights, targets = reinforce.weights_and_targets(config, window, values, next_values, 0.9, 1.0)
+    np.testing.assert_allclose(weights, expected_total - np.asarray(values), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(targets, expected_targets, rtol=1e-6, atol=1e-6)

@@ -53,16 +53,21 @@ def naive_reward_to_go(rewards, dones, gamma, bootstrap):
     return out
 
 
-def naive_total_return(rewards, dones, gamma):
+def naive_total_return(rewards, dones, gamma, bootstrap=None, initial_time=None):
+    """Σ_k γ^τ_k r_k over each episode's steps in the window, τ counted from the episode's start
+    (initial_time[b] steps before the window for the first), plus γ^τ_T·bootstrap past the window's end."""
     T, B = rewards.shape
     out = np.zeros((T, B))
     for b in range(B):
-        start = 0
+        start, tau, g = 0, (0 if initial_time is None else int(initial_time[b])), 0.0
         for t in range(T):
+            g += gamma ** tau * rewards[t, b]
+            tau += 1
             if dones[t, b] or t == T - 1:
-                g = sum(gamma ** (k - start) * rewards[k, b] for k in range(start, t + 1))
+                if not dones[t, b] and bootstrap is not None:
+                    g += gamma ** tau * bootstrap[b]
                 out[start : t + 1, b] = g
-                start = t + 1
+                start, tau, g = t + 1, 0, 0.0
     return out
 
 
@@ -96,9 +101,16 @@ def test_reward_to_go_matches_naive(window):
 
 @given(windows())
 def test_total_return_matches_naive(window):
-    rewards, term, trunc, gamma, _, _ = window
+    rewards, term, trunc, gamma, _, rng = window
     dones = term | trunc
     np.testing.assert_allclose(jitted_total_return(rewards, dones, gamma), naive_total_return(rewards, dones, gamma), rtol=1e-4, atol=1e-4)
+    # A carried window: episodes under way at its start are discounted from their own start.
+    bootstrap = rng.normal(size=rewards.shape[1]).astype(np.float32)
+    initial_time = rng.integers(0, 6, size=rewards.shape[1]).astype(np.int32)
+    np.testing.assert_allclose(
+        jitted_total_return(rewards, dones, gamma, jnp.asarray(bootstrap), jnp.asarray(initial_time)),
+        naive_total_return(rewards, dones, gamma, bootstrap, initial_time), rtol=1e-4, atol=1e-4,
+    )
 
 
 @given(windows())

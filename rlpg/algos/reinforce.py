@@ -31,7 +31,7 @@ Which steps count (the window):
 | reward_to_go | mean | γ^τ_t (G_t − mean of the batch's G) | ∇J_γ + O(1/num_envs) bias (the batch contains G_t) |
 | reward_to_go | value | γ^τ_t (G^V_t − V(s_t)), G^V bootstrapped at the cut | ∇J_γ + the critic's bias |
 | total | none, rloo, mean | R_γ(τ) (− the baseline); no γ^τ: R_γ is already discounted | ∇J_γ (mean: + O(1/num_envs)) |
-| total | value | R^V_γ(τ) − V(s_t), over the episode's steps in the window | ∇J_γ + the critic's bias |
+| total | value | R^V_γ(τ) − V(s_t): the episode's steps in the window discounted from its start (γ^τ_0 for one under way at the window's start), completed by V at the cut | ∇J_γ + the critic's bias |
 | either | value, time_limits="bootstrap" | γ^τ_t (G^V_t − V(s_t)), G^V also bootstrapped at time limits | ∇ of the infinite-horizon J_γ (the time limit is not part of the task) + the critic's bias |
 
 Time limits end an episode for every baseline (time_limits="end", the default): the objective
@@ -40,7 +40,9 @@ as a cut of an endless task, completed by V(s') like the window's cut: the usual
 tasks such as Pendulum whose time limit is not part of the task, where a V without the time as
 input cannot fit returns that depend on the time left.
 
-G_t = Σ_{k≥t} γ^{k−t} r_k to the end of the episode. normalize=True standardizes
+G_t = Σ_{k≥t} γ^{k−t} r_k to the end of the episode (completed by V at a cut: G^V_t); the
+value baseline's V fits G^V_t whichever `returns` weight the policy, so that it completes a
+cut episode as V^π would. normalize=True standardizes
 γ^τ_t G_t (γ^τ_t (G_t − V(s_t)) with the value baseline) by the mean and standard deviation
 of the OTHER environments' weights (`leave_one_out_normalize`): independent of the
 environment's own actions, so the update stays a positive (random) multiple of the same
@@ -137,8 +139,15 @@ def counts_by_start(config: Config) -> bool:
 
 
 def _episode_time(config: Config, traj: rollout.Trajectory, time0: jax.Array) -> jax.Array | None:
-    """τ_t [L, B] where the weights use it ("gradient" weighting), else None."""
-    return returns.episode_time(traj.done, time0) if config.discount_weighting == "gradient" else None
+    """τ_t [L, B] where the weights use it ("gradient" weighting; `total` returns of carried windows), else None."""
+    needed = config.discount_weighting == "gradient" or _discounts_total_from_episode_start(config)
+    return returns.episode_time(traj.done, time0) if needed else None
+
+
+def _discounts_total_from_episode_start(config: Config) -> bool:
+    """Whether R_γ(τ) of an episode under way at the window's start needs its γ^τ_0 (`total`
+    returns of carried windows; under time_limits="bootstrap" G is per-step and weighted by γ^τ_t)."""
+    return config.returns == "total" and not counts_by_start(config) and config.time_limits == "end"
 
 
 def collect(key: jax.Array, config: Config, policy, params, env, env_params, envs: rollout.EnvBatch):
@@ -163,20 +172,25 @@ def collect(key: jax.Array, config: Config, policy, params, env, env_params, env
 
 
 def weights_and_targets(config: Config, window: Window, values, next_values, gamma, reward_scale):
-    """(weights ŵ [L, B], returns G [L, B]: the value targets) of the configured variant (see the table above).
+    """(weights ŵ [L, B], value targets [L, B]) of the configured variant (see the table above).
 
-    values, next_values: [L, B] V(s_t) and V(s'_t) (zeros without a learned baseline).
+    values, next_values: [L, B] V(s_t) and V(s'_t) (zeros without a learned baseline). The value
+    targets are the per-step returns G_t (G^V_t with a value baseline: V^π's target, for
+    either `returns`, so that V at the window's cut completes a return as V^π would).
     """
     traj, mask = window.traj, window.mask
     reward = traj.reward * reward_scale
     done = traj.done  # time limits end episodes, whatever the baseline (unless time_limits="bootstrap")
     bootstrap = next_values[-1] if config.baseline == "value" else None  # V at the window's cut
     if config.time_limits == "bootstrap":  # truncated steps continue with V(s'): GAE(γ, λ = 1) + V
-        _, g = returns.gae(reward, values, next_values, traj.terminated, traj.truncated, gamma, 1.0)
-    elif config.returns == "reward_to_go":
-        g = returns.reward_to_go(reward, done, gamma, bootstrap)
+        _, targets = returns.gae(reward, values, next_values, traj.terminated, traj.truncated, gamma, 1.0)
     else:
-        g = returns.total_return(reward, done, gamma, bootstrap)
+        targets = returns.reward_to_go(reward, done, gamma, bootstrap)
+    if config.returns == "total" and config.time_limits == "end":  # an episode under way: from its own start
+        time0 = window.time[0] if _discounts_total_from_episode_start(config) else None
+        g = returns.total_return(reward, done, gamma, bootstrap, initial_time=time0)
+    else:
+        g = targets
     discount = 1.0  # γ^τ where G is a per-step return: reward-to-go, and G^V under time_limits="bootstrap"
     if config.discount_weighting == "gradient" and (config.returns == "reward_to_go" or config.time_limits == "bootstrap"):
         discount = jnp.power(gamma, window.time.astype(g.dtype))
@@ -191,7 +205,7 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
             "value": values,
         }[config.baseline]
         weights = discount * (g - baseline)
-    return jax.lax.stop_gradient(weights), g
+    return jax.lax.stop_gradient(weights), targets
 
 
 def _loss_fn(config: Config, networks: on_policy.Networks) -> Callable:
