@@ -9,7 +9,8 @@ added to the compiled program.
   (`tensorboard --logdir <run>/tensorboard`); every metric is a scalar tagged by its name.
 - wandb (`pip install "rlpg[wandb]"`): one Weights & Biases run named after the run folder,
   with the run's config; metric `k` of seed i is `seed_<i>/k`. Without `WANDB_API_KEY` (and
-  `WANDB_MODE` unset) it runs offline, into `<run>/wandb/`; `wandb sync` uploads it later.
+  `WANDB_MODE` unset) it runs offline, into `<run>/wandb/`; `wandb sync` uploads it later. The
+  run id is kept in the run folder, so a resumed run logs to the same W&B run.
 
 The step of every point is the update's `env_steps` (per seed), the x-axis RL curves are drawn on.
 A NaN (the mean return of an update in which no episode finished) is not logged: a gap.
@@ -18,6 +19,7 @@ A NaN (the mean return of an update in which no episode finished) is not logged:
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -91,12 +93,23 @@ class TensorBoardTracker(Tracker):
 
 class WandbTracker(Tracker):
     """One Weights & Biases run; seed i's metric k is logged as `seed_<i>/k`. Offline (into
-    `<out>/wandb/`) unless `WANDB_MODE` says otherwise or `WANDB_API_KEY` is set."""
+    `<out>/wandb/`) unless `WANDB_MODE` says otherwise or `WANDB_API_KEY` is set.
+
+    The run's id is kept in `<out>/wandb/RUN_ID_FILE`, so a resumed run folder logs to the same
+    W&B run (`resume="allow"`) online. wandb cannot resume offline: the continuation is a second
+    offline folder of the same id, which `wandb sync --append` adds after the first."""
+
+    RUN_ID_FILE = "run_id"
 
     def __init__(self, out: Path, config: Mapping[str, Any], project: str = "rlpg"):
         wandb = _require(TRACKER_MODULES["wandb"], "wandb")
         mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-        self.run = wandb.init(project=project, name=Path(out).name, dir=str(out), config=dict(config), mode=mode)
+        id_file = Path(out) / "wandb" / self.RUN_ID_FILE
+        if not id_file.exists():
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(secrets.token_hex(8))
+        self.run = wandb.init(project=project, name=Path(out).name, dir=str(out), config=dict(config), mode=mode,
+                              id=id_file.read_text().strip(), resume="allow")
 
     def log_chunk(self, metrics: Mapping[str, Any]) -> None:
         by_step: dict[int, dict] = {}

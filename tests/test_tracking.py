@@ -134,6 +134,20 @@ def test_wandb_offline_run_holds_the_same_metrics(tensorboard_run, tmp_path, mon
                 assert float(logged[key]) == np.float32(float(row[name])), (row["seed"], name)
 
 
+def test_wandb_tracker_of_a_resumed_run_folder_continues_its_run_id(tmp_path, monkeypatch):
+    """A run folder keeps its W&B run id: the tracker of the resumed run (a new process, the same
+    folder) logs to the same run (online: resumed; offline: a second folder `wandb sync --append`
+    adds after the first), not to a new run of the same name; another folder gets another id."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    ids = []
+    for out in (tmp_path / "run", tmp_path / "run", tmp_path / "other"):
+        with tracking.make_tracker("wandb", out, 1, {"algo": "reinforce"}) as tracker:
+            ids.append(tracker.run.id)
+    assert ids[0] == ids[1] != ids[2]
+    assert (tmp_path / "run" / "wandb" / tracking.WandbTracker.RUN_ID_FILE).read_text() == ids[0]
+
+
 def test_unknown_tracker_is_named(tmp_path):
     with pytest.raises(ValueError, match="`track` must be one of"):
         tracking.make_tracker("mlflow", tmp_path, 1, {})
