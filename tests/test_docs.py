@@ -1,6 +1,7 @@
 """The docs stay true: docs/compose.md's example runs and learns; docs/api.md lists every public name;
 README's command lines parse to valid configs."""
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -77,6 +78,53 @@ def test_api_md_lists_every_public_name(module_name):
     listed = re.findall(r"^- (.*?) — ", section, flags=re.M)
     stale = [name for entry in listed for name in re.findall(r"`([A-Za-z_]\w*)", entry) if not hasattr(module, name)]
     assert not stale, f"docs/api.md, section {module_name}, lists names {module_name} does not have: {stale}"
+
+
+def documented_calls(section: str) -> list[tuple[str, str]]:
+    """(name, arguments) of every `name(arguments)` at the head of a section's entries."""
+    return [call for entry in re.findall(r"^- (.*?) — ", section, flags=re.M)
+            for call in re.findall(r"`(\w+)\(([^`]*)\)`", entry)]
+
+
+def signature_mismatch(module, name: str, arguments: str) -> str | None:
+    """How the documented `name(arguments)` differs from the code's signature, or None. Parameters
+    are compared by name, kind and order, defaults by value (a default may name a module constant,
+    or `inf`); a trailing `...` stands for further parameters, which must all have defaults."""
+    more = arguments.rstrip().endswith("...")
+    arguments = arguments.rstrip().removesuffix("...").rstrip().rstrip(",")
+    spec = ast.parse(f"def f({arguments}): pass").body[0].args
+    names = {"inf": float("inf")}
+
+    def value(node):
+        return names.get(node.id, getattr(module, node.id, None)) if isinstance(node, ast.Name) else ast.literal_eval(node)
+
+    empty, kind = inspect.Parameter.empty, inspect.Parameter
+    positional = spec.args
+    defaults = [empty] * (len(positional) - len(spec.defaults)) + [value(d) for d in spec.defaults]
+    documented = [(a.arg, kind.POSITIONAL_OR_KEYWORD, d) for a, d in zip(positional, defaults)]
+    documented += [(spec.vararg.arg, kind.VAR_POSITIONAL, empty)] if spec.vararg else []
+    documented += [(a.arg, kind.KEYWORD_ONLY, empty if d is None else value(d)) for a, d in zip(spec.kwonlyargs, spec.kw_defaults)]
+    documented += [(spec.kwarg.arg, kind.VAR_KEYWORD, empty)] if spec.kwarg else []
+    params = list(inspect.signature(getattr(module, name)).parameters.values())
+    if more:
+        rest, params = params[len(documented):], params[: len(documented)]
+        if any(p.default is empty for p in rest if p.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)):
+            return f"`...` hides required parameters {[p.name for p in rest]}"
+    code = [(p.name, p.kind if p.kind != kind.POSITIONAL_ONLY else kind.POSITIONAL_OR_KEYWORD, p.default) for p in params]
+    if [(n, k) for n, k, _ in documented] != [(n, k) for n, k, _ in code]:
+        return f"parameters {[n for n, _, _ in documented]}, the code has {[str(p) for p in params]}"
+    wrong = {n: c for (n, _, d), (_, _, c) in zip(documented, code) if d is not empty and not d == c}
+    return f"defaults differ from the code's {wrong}" if wrong else None
+
+
+@pytest.mark.parametrize("module_name", documented_modules())
+def test_api_md_signatures_match_the_code(module_name):
+    """Every `name(arguments)` docs/api.md gives for a function or class of the module names its
+    parameters in the code's order with the code's defaults (a renamed or added argument fails here)."""
+    module = importlib.import_module(module_name)
+    calls = [(name, args) for name, args in documented_calls(api_sections()[module_name]) if callable(getattr(module, name, None))]
+    wrong = {f"{name}({args})": why for name, args in calls if (why := signature_mismatch(module, name, args))}
+    assert not wrong, f"docs/api.md, section {module_name}: {wrong}"
 
 
 @pytest.mark.parametrize("module", ["returns", "estimators", "distributions", "policies", "exact", "normalization"])
