@@ -270,6 +270,9 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
                 t0 = time.perf_counter()
                 compiled[n] = run_chunk.lower(state, n).compile()
                 compile_s += time.perf_counter() - t0
+            if mesh is not None:  # a compiled program takes only the layout it was compiled for; on a
+                # mesh XLA may lay a chunk's output state out otherwise (PPO's per-env return carry)
+                state = jax.device_put(state, compiled[n].input_shardings[0][0])
             t0 = time.perf_counter()
             new_state, new_metrics = jax.block_until_ready(compiled[n](state))
             train_s += time.perf_counter() - t0

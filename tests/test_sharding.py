@@ -91,6 +91,16 @@ def test_bad_mesh_or_batch_is_a_clear_error(report, case, words):
     assert re.search(words, report["errors"][case]), report["errors"][case]
 
 
+def test_train_cli_splits_envs_over_chunks_as_one_device(report):
+    """rlpg-train with --mesh-envs 2 runs all its chunks (PPO with reward normalization, whose
+    per-env carry changes layout between chunks) and ends where the one-device run ends."""
+    one, split = report["cli"]["one"], report["cli"]["envs2"]
+    assert split["metrics"]["env_steps"] == one["metrics"]["env_steps"] and len(one["metrics"]["env_steps"]) == 6
+    for key in ("episode_return", "entropy"):
+        np.testing.assert_allclose(split["metrics"][key], one["metrics"][key], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(split["params"], one["params"], rtol=1e-4, atol=1e-5)
+
+
 def test_train_cli_device_flags_fail_before_training(tmp_path):
     """In this (one-device) process: bad --devices/--mesh-envs stop before a run folder exists."""
     with pytest.raises(ValueError, match="`--mesh-envs` \\(2\\) needs `--devices all`"):
@@ -146,7 +156,37 @@ def _checks() -> dict:
         "num_seeds": error(lambda: jax.jit(sharding.distribute(algorithm, sharding.make_mesh(4, 1))).lower(six_keys)),
         "num_envs": error(lambda: jax.jit(sharding.distribute(six_envs, sharding.make_mesh(1, 4))).lower(keys)),
     }
-    return {"devices": jax.device_count(), "reference": reference, "meshes": meshes, "errors": errors}
+    return {"devices": jax.device_count(), "reference": reference, "meshes": meshes, "errors": errors,
+            "cli": _cli_runs()}
+
+
+CLI_FLAGS = ["--algo", "ppo", "--normalize-reward", "True", "--num-seeds", "2", "--num-envs", "8", "--num-steps", "16",
+             "--total-timesteps", "384", "--hidden", "8", "--log-every", "1", "--eval-episodes", "2"]
+
+
+def _cli_runs() -> dict:
+    """experiments.train in three chunks of one update, on one device and with each run's envs over
+    2 devices: PPO's reward normalization carries a per-env return that XLA lays out anew after a
+    chunk, which a precompiled chunk program once refused at the second chunk. Returns each
+    run's params (flattened) and metrics.csv columns."""
+    import csv
+    import tempfile
+
+    import tyro
+
+    from rlpg import experiment
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, flags in (("one", ["--devices", "one"]), ("envs2", ["--devices", "all", "--mesh-envs", "2"])):
+            run_dir = Path(tmp) / name
+            train_cli.run(tyro.cli(train_cli.Args, args=[*CLI_FLAGS, *flags, f"--out={run_dir}"]))
+            params = experiment.restore_params(run_dir / experiment.CHECKPOINT_DIR)
+            with open(run_dir / experiment.METRICS_FILE) as f:
+                rows = list(csv.DictReader(f))
+            out[name] = {"params": np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)]).tolist(),
+                         "metrics": {k: [float(r[k]) for r in rows] for k in ("episode_return", "entropy", "env_steps")}}
+    return out
 
 
 if __name__ == "__main__":
