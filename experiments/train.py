@@ -57,7 +57,7 @@ class ScriptArgs:
 
     algo: str = "reinforce"  # `make_args` narrows it to the names of the registered algorithms
     """training algorithm"""
-    env: str = "CartPole-v1"  # sets the Config's env_id; `make_args` gives it env_id's docstring as help
+    env: str | None = None  # sets the Config's env_id (None: the algorithm's, e.g. APG's Pendulum-v1); `make_args` gives it env_id's docstring as help
     num_seeds: int = 5
     """independent runs, in one program"""
     seed: int = 0
@@ -138,7 +138,7 @@ def make_args(algorithms: dict) -> type:
     """The command line's dataclass: `ScriptArgs`, `--algo` one of `algorithms`' names, `--env`
     with the help of `BaseConfig.env_id` (the field it sets), and `config_flags(algorithms)`."""
     algo = Annotated[Literal[tuple(algorithms)], tyro.conf.arg(help=common.field_docs(ScriptArgs)["algo"])]
-    env = Annotated[str, tyro.conf.arg(help=common.field_docs(common.BaseConfig)["env_id"])]
+    env = Annotated[str | None, tyro.conf.arg(help=common.field_docs(common.BaseConfig)["env_id"])]
     script_flags = [("algo", algo, dataclasses.field(default=ScriptArgs.algo)), ("env", env, dataclasses.field(default=ScriptArgs.env))]
     return dataclasses.make_dataclass(
         "Args", [*script_flags, *config_flags(algorithms)],
@@ -156,7 +156,7 @@ def make_config(args: Args):
     """
     module = experiment.algo_module(args.algo)
     fields = {f.name for f in dataclasses.fields(module.Config)}
-    values = {field: getattr(args, flag) for field, flag in SET_BY_SCRIPT_FLAG.items()}
+    values = {field: getattr(args, flag) for field, flag in SET_BY_SCRIPT_FLAG.items() if getattr(args, flag) is not None}
     for flag in dataclasses.fields(args):
         value = getattr(args, flag.name)
         if flag.name in SCRIPT_FLAGS or value is None:
@@ -212,7 +212,7 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
         raise ValueError("`--checkpoint-every` and `--resume` are single-host for now; drop them with `--distributed`.")
     tracking.check_available(args.track)  # before --overwrite removes anything
     if not resuming:
-        out = args.out or Path("runs") / f"{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = args.out or Path("runs") / f"{args.algo}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = experiment.prepare_run_dir(out, args.overwrite)
         experiment.write_json(out / experiment.CONFIG_FILE, {
             "algo": args.algo, "num_seeds": args.num_seeds, "seed": args.seed,
@@ -226,7 +226,7 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
     tracker = tracking.make_tracker(track, out, args.num_seeds, saved_config)
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
-    print(f"{args.algo} on {args.env}: {args.num_seeds} seeds x {config.num_updates} updates x "
+    print(f"{args.algo} on {config.env_id}: {args.num_seeds} seeds x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
     # Progress lines come from the host after each chunk: a program with an in-program callback
@@ -302,7 +302,7 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
     steps_this_run = (algorithm.num_updates - start) * config.steps_per_update
     summary = {
         "algo": args.algo,
-        "env": args.env,
+        "env": config.env_id,
         "num_seeds": args.num_seeds,
         "env_steps_per_seed": total_steps,
         "eval_greedy": args.greedy_eval,
@@ -318,7 +318,7 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
         "mesh": dict(mesh.shape) if mesh is not None else None,
     }
     experiment.write_metrics_csv(out / experiment.METRICS_FILE, metrics)
-    experiment.plot_learning_curve(out / experiment.CURVE_FILE, metrics, f"{args.algo} on {args.env}")
+    experiment.plot_learning_curve(out / experiment.CURVE_FILE, metrics, f"{args.algo} on {config.env_id}")
     if resuming and (out / experiment.CHECKPOINT_DIR).exists():  # left by a finish that was cut short: the same params
         shutil.rmtree(out / experiment.CHECKPOINT_DIR)
     experiment.save_params(out / experiment.CHECKPOINT_DIR, jax.device_get(state.params))

@@ -153,6 +153,16 @@ def test_a_field_typed_differently_by_two_algorithms_is_refused(monkeypatch):
         train_cli.config_flags({**algos.ALGOS, "clash": clash})
 
 
+@pytest.mark.parametrize("algo", list(algos.ALGOS))
+def test_env_defaults_to_the_algorithms_own(algo):
+    """Without --env each algorithm trains on its Config's env_id (APG's is Pendulum-v1: a CartPole
+    default refused APG's default run); --env still sets it."""
+    _, config = train_cli.make_config(parse(train_cli.Args, "--algo", algo))
+    assert config.env_id == algos.ALGOS[algo].Config().env_id
+    _, config = train_cli.make_config(parse(train_cli.Args, "--algo", algo, "--env", config.env_id))
+    assert config.env_id == algos.ALGOS[algo].Config().env_id
+
+
 def test_resume_refuses_generated_flags():
     argv = ["--resume", "runs/x", "--clip-eps=0.1", "--activation", "relu", "--log-every", "5"]
     given = train_cli.given_flags(argv)

@@ -22,6 +22,7 @@ from gymnax.wrappers.purerl import GymnaxWrapper
 
 import rlpg
 from experiments import train as train_cli
+from rlpg import _xla
 from rlpg import envs, experiment
 
 # 60 updates of 4 envs x 100 steps, a resume point every 5 updates.
@@ -211,6 +212,43 @@ def test_chunked_run_equals_one_program(reference, tmp_path):
     train_cli.run(train_cli.Args(out=out, **dict(FLAGS, checkpoint_every=0)))
     assert (out / experiment.METRICS_FILE).read_bytes() == (ref_dir / experiment.METRICS_FILE).read_bytes()
     assert not (out / experiment.RESUME_DIR).exists()
+
+
+XLA_DEFAULT_OPTIMIZATION = ["--xla_backend_optimization_level=3", "--xla_cpu_use_fusion_emitters=true"]  # the user's
+
+# Two runs of PPO with every normalization on, 4 updates each: one chunk, and chunks of one update.
+ONE_UPDATE_CHUNKS = """
+import json, sys
+from pathlib import Path
+import jax, numpy as np
+from experiments import train
+from rlpg import experiment
+flags = dict(algo="ppo", normalize_reward=True, normalize_obs=True, anneal_lr=True, clip_value=True, num_envs=4,
+             num_steps=16, total_timesteps=256, hidden=(8,), num_seeds=2, eval_episodes=2, log_every=0)
+runs = {every: Path(sys.argv[1]) / f"every{every}" for every in (0, 1)}
+for every, out in runs.items():
+    train.run(train.Args(out=out, checkpoint_every=every, **flags))
+def files(out):
+    params = jax.tree.leaves(experiment.restore_params(out / experiment.CHECKPOINT_DIR))
+    return (out / experiment.METRICS_FILE).read_bytes(), params
+whole_metrics, whole_params = files(runs[0])
+print(json.dumps({every: [files(out)[0] == whole_metrics, all(np.array_equal(a, b) for a, b in zip(files(out)[1], whole_params))]
+                  for every, out in runs.items() if every}))
+"""
+
+
+def test_one_update_chunks_equal_one_program(tmp_path):
+    """Chunks of a single update (--checkpoint-every 1, --log-every 1, or a remainder of one) end bit
+    for bit as one chunk, metrics.csv and parameters: XLA inlines a loop of one trip, which changed
+    PPO's last bits until `run_updates` hid that trip count. At XLA's default optimization (a new
+    process): the suite's fast-compile flags happen to give the same bits either way."""
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not any(name in f for name in _xla.FAST_COMPILE_CPU_FLAGS)]
+    env = {**os.environ, "XLA_FLAGS": " ".join([*kept, *XLA_DEFAULT_OPTIMIZATION])}
+    done = subprocess.run([sys.executable, "-c", ONE_UPDATE_CHUNKS, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    equal = json.loads(done.stdout.strip().splitlines()[-1])
+    assert equal == {"1": [True, True]}, equal
 
 
 class NaNRewardAfter(GymnaxWrapper):

@@ -306,8 +306,24 @@ def train_fn(algorithm: Algorithm) -> Callable:
 
 
 def run_updates(update: Callable, state: Any, num_updates: int):
-    """`num_updates` updates from `state` in one `lax.scan` -> (state, metrics [num_updates])."""
-    return jax.lax.scan(lambda s, _: update(s), state, None, length=num_updates)
+    """`num_updates` updates from `state` in one loop -> (state, metrics [num_updates]).
+
+    The same numbers, bit for bit, however a run is cut into calls (chunks of updates): XLA
+    compiles a loop body alike for every trip count it cannot remove, but inlines a loop of one
+    trip into the program, where other fusions change the last bits. A single update therefore
+    runs as a loop whose trip count XLA cannot see."""
+    if num_updates != 1:
+        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_updates)
+    metrics = jax.tree.map(lambda m: jnp.zeros((1,) + m.shape, m.dtype), jax.eval_shape(update, state)[1])
+    trips = jax.lax.optimization_barrier(jnp.int32(1))
+
+    def body(carry):
+        i, state, metrics = carry
+        state, new = update(state)
+        return i + 1, state, jax.tree.map(lambda m, x: m.at[i].set(x), metrics, new)
+
+    _, state, metrics = jax.lax.while_loop(lambda carry: carry[0] < trips, body, (jnp.int32(0), state, metrics))
+    return state, metrics
 
 
 def report(progress: Callable[[dict], None], log_every: int, metrics: dict) -> None:
