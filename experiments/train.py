@@ -201,8 +201,8 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
     check_seed("seed", args.seed, args.num_seeds)  # run i uses PRNG seed seed + i, a 32-bit int
     if args.eval_episodes < 1:
         raise ValueError(f"`eval_episodes` must be >= 1; got {args.eval_episodes}.")
-    if args.algo == "dqn" and not args.greedy_eval:
-        raise ValueError("`greedy_eval` must be True for --algo dqn: sampling would draw from softmax(Q), neither "
+    if args.algo in experiment.GREEDY_ONLY_ALGOS and not args.greedy_eval:
+        raise ValueError(f"`greedy_eval` must be True for --algo {args.algo}: sampling would draw from softmax(Q), neither "
                          "DQN's ε-greedy behaviour nor a policy it learned; got False.")
     if args.checkpoint_every < 0:
         raise ValueError(f"`checkpoint_every` must be >= 0 (0: once, at the end); got {args.checkpoint_every}.")

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg import algos
+from rlpg import algos, rollout
 from rlpg.progress import ProgressPrinter  # noqa: F401 (re-exported: the CLI's progress lines)
 
 CONFIG_FILE = "config.json"
@@ -35,6 +35,9 @@ RESUME_DIR = "resume"
 MANIFEST_FILE = "manifest.json"
 KEEP_RESUME_POINTS = 2
 RESUME_SAFE_FLAGS = ("log_every", "checkpoint_every", "track", "compile_cache")
+# Algorithms whose policy acts greedily only: sampling their `policy` would draw from softmax(Q),
+# neither their ε-greedy behaviour nor a policy they learned.
+GREEDY_ONLY_ALGOS = ("dqn",)
 """Flags that may differ between a resume point and the run continuing it: they change what is
 printed, tracked, cached and how often points are saved, not what is computed (chunked runs
 equal one program)."""
@@ -400,9 +403,12 @@ def load_config(run_dir: str | Path) -> dict:
 def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = False) -> Callable[..., Any]:
     """`act(obs, key=None) -> action` for one unbatched observation, from a finished run.
 
-    Greedy (the distribution's mode) when `key` is None, sampled otherwise. Works on numpy
-    observations, so the policy can be played in any environment with the same spaces,
-    gymnasium's included. `seed` indexes the run's seeds (0 .. num_seeds − 1).
+    Greedy (the distribution's mode) when `key` is None, sampled otherwise (not for the
+    `GREEDY_ONLY_ALGOS`, DQN: a key is a ValueError). The action is the one the run's
+    evaluation gives the env (`rollout.env_action`): a continuous one shaped to the action Box
+    and clipped into it. Works on numpy observations, so the policy can be played in any
+    environment with the same spaces, gymnasium's included. `seed` indexes the run's seeds
+    (0 .. num_seeds − 1).
     `from_resume_point=True` plays the parameters of the newest intact resume point instead,
     e.g. of a run still training or one that was stopped.
     """
@@ -444,16 +450,19 @@ def load_policy(run_dir: str | Path, seed: int = 0, from_resume_point: bool = Fa
 
     @jax.jit
     def _sample(obs, key):
-        return policy.distribution.sample(key, policy.apply(params, obs[None]))[0]
+        return rollout.env_action(env, env_params, policy.distribution.sample(key, policy.apply(params, obs[None]))[0])
 
     @jax.jit
     def _mode(obs):
-        return policy.distribution.mode(policy.apply(params, obs[None]))[0]
+        return rollout.env_action(env, env_params, policy.distribution.mode(policy.apply(params, obs[None]))[0])
 
     def act(obs, key: jax.Array | None = None):
         obs = jnp.asarray(obs, jnp.float32)
         if obs.shape != tuple(obs_shape):
             raise ValueError(f"`obs` must be one observation of shape {tuple(obs_shape)}; got {obs.shape}.")
+        if key is not None and saved["algo"] in GREEDY_ONLY_ALGOS:
+            raise ValueError(f"`key` must be None for a {saved['algo']} run: its policy acts greedily (argmax Q); "
+                             f"a sample would draw from softmax(Q), which it never played.")
         action = np.asarray(_mode(obs) if key is None else _sample(obs, key))
         return action.item() if action.ndim == 0 else action
 

@@ -244,3 +244,37 @@ def test_begin_chunk_labels_the_seeds_of_each_chunk_from_the_first():
                 printer({"update": update, "env_steps": 10 * update, "episode_return": 1.0})
     labels = [line.split("  env")[0] for line in lines]
     assert labels == [f"seed {seed}/2  update     {u}/4" for chunk in ((1, 2), (3, 4)) for seed in (1, 2) for u in chunk]
+
+
+def test_load_policy_gives_the_action_the_evaluation_gives_the_env(tmp_path):
+    """A clipped Gaussian's sample goes to the env clipped into the Box, as in the run's evaluation
+    (`rollout.env_action`); `act` once returned the raw sample, out of [-2, 2] for Pendulum."""
+    import jax
+
+    from rlpg.algos import reinforce
+
+    out = tmp_path / "pendulum"
+    args = train_cli.Args(env="Pendulum-v1", num_seeds=1, total_timesteps=64, num_envs=4, num_steps=16, hidden=(8,),
+                          eval_episodes=1, log_every=0, out=out)
+    train_cli.run(args)
+    act = rlpg.load_policy(out)
+    policy = reinforce.make_algorithm(train_cli.make_config(args)[1]).policy
+    params = jax.tree.map(lambda x: x[0], rlpg.experiment.restore_params(out / "checkpoint")["policy"])
+    obs, keys = np.array([1.0, 0.0, 0.5], np.float32), [jax.random.PRNGKey(i) for i in range(200)]
+    raw = np.array([np.asarray(policy.distribution.sample(k, policy.apply(params, obs[None]))[0]) for k in keys])
+    acted = np.array([act(obs, k) for k in keys])
+    assert np.any(np.abs(raw) > 2.0)  # σ ≈ 1 after 4 updates: some samples leave the Box
+    np.testing.assert_allclose(acted, np.clip(raw, -2.0, 2.0), rtol=1e-6, atol=1e-6)
+    assert acted.shape == (200, 1) and np.all(np.abs(acted) <= 2.0)
+
+
+def test_load_policy_of_dqn_refuses_to_sample(tmp_path):
+    """DQN's policy is greedy: a key would draw from softmax(Q), which the run never played (the
+    CLI refuses --greedy-eval False likewise); the greedy action is argmax Q."""
+    out = tmp_path / "dqn"
+    train_cli.run(train_cli.Args(algo="dqn", num_seeds=1, total_timesteps=256, num_envs=4, train_freq=4, learning_starts=64,
+                                 buffer_size=256, batch_size=16, hidden=(8,), eval_episodes=1, log_every=0, out=out))
+    act = rlpg.load_policy(out)
+    assert act(np.zeros(4, np.float32)) in (0, 1)
+    with pytest.raises(ValueError, match="`key` must be None for a dqn run"):
+        act(np.zeros(4, np.float32), np.zeros(2, np.uint32))
