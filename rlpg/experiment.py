@@ -35,12 +35,12 @@ RESUME_DIR = "resume"
 MANIFEST_FILE = "manifest.json"
 KEEP_RESUME_POINTS = 2
 RESUME_SAFE_FLAGS = ("log_every", "checkpoint_every", "track", "compile_cache")
-# Algorithms whose policy acts greedily only: sampling their `policy` would draw from softmax(Q),
-# neither their ε-greedy behaviour nor a policy they learned.
-GREEDY_ONLY_ALGOS = ("dqn",)
 """Flags that may differ between a resume point and the run continuing it: they change what is
 printed, tracked, cached and how often points are saved, not what is computed (chunked runs
 equal one program)."""
+# Algorithms whose policy acts greedily only: sampling their `policy` would draw from softmax(Q),
+# neither their ε-greedy behaviour nor a policy they learned.
+GREEDY_ONLY_ALGOS = ("dqn",)
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False, marker: str = CONFIG_FILE) -> Path:

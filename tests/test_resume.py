@@ -231,9 +231,8 @@ for every, out in runs.items():
 def files(out):
     params = jax.tree.leaves(experiment.restore_params(out / experiment.CHECKPOINT_DIR))
     return (out / experiment.METRICS_FILE).read_bytes(), params
-whole_metrics, whole_params = files(runs[0])
-print(json.dumps({every: [files(out)[0] == whole_metrics, all(np.array_equal(a, b) for a, b in zip(files(out)[1], whole_params))]
-                  for every, out in runs.items() if every}))
+(whole_metrics, whole_params), (chunked_metrics, chunked_params) = files(runs[0]), files(runs[1])
+print(json.dumps({1: [chunked_metrics == whole_metrics, all(np.array_equal(a, b) for a, b in zip(chunked_params, whole_params))]}))
 """
 
 

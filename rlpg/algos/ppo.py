@@ -15,8 +15,8 @@ Normalization, each ONE running statistic over every environment and step (not o
 - `normalize_obs` (of every on-policy algorithm, `rlpg.algos.on_policy`): the policy
   standardizes its input with a running mean/variance kept in its parameters, `params["policy"] = {"net": ..., "obs_stats": RunningStats}` (see
   `normalization.normalize_observations`), so `rollout.evaluate` and `rlpg.load_policy`
-  standardize observations exactly as training did. The value network sees the same standardized observations. The
-  statistics merge each rollout's observations after the update (the data of an update is
+  standardize observations exactly as training did. The value network sees the same
+  standardized observations. The statistics merge each rollout's observations after the update (the data of an update is
   always judged with the statistics it was collected under).
 - `normalize_reward`: rewards are divided by the running std of the discounted return.
 Reported episode returns stay in the env's units.

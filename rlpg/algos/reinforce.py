@@ -187,7 +187,7 @@ def weights_and_targets(config: Config, window: Window, values, next_values, gam
     else:
         targets = returns.reward_to_go(reward, done, gamma, bootstrap)
     if config.returns == "total" and config.time_limits == "end":  # an episode under way: from its own start
-        time0 = window.time[0] if _discounts_total_from_episode_start(config) else None
+        time0 = None if counts_by_start(config) else window.time[0]  # windows counted by start begin at resets
         g = returns.total_return(reward, done, gamma, bootstrap, initial_time=time0)
     else:
         g = targets
