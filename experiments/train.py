@@ -39,7 +39,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -181,18 +181,39 @@ def make_mesh(args: Args, config):
     return mesh
 
 
+class Setup(NamedTuple):
+    """A run `prepare` checked and set up, ready to train: its (saved) flags and folder, the
+    algorithm module and validated Config, the device mesh (None: one device), the saved config
+    and its fingerprint, and the resume point to start from (None: update 0)."""
+
+    args: Args
+    out: Path
+    module: Any
+    config: common.BaseConfig
+    mesh: jax.sharding.Mesh | None
+    saved_config: dict
+    fingerprint: dict
+    found: tuple[Path, dict] | None
+
+
+# What `prepare` raises for a command line it refuses (a flag's value, a folder, a damaged or
+# finished run, a missing extra): `main` prints it as one line instead of a traceback.
+REFUSALS = (ValueError, OSError, ImportError)
+
+
 def run(args: Args, given: list[str] | None = None) -> dict:
     """Train in chunks (saving a resume point after each), evaluate, write the run folder;
     returns the summary. With `args.resume`, continue the run saved in that folder instead:
     from its newest intact resume point, running only the remaining updates. `given`: the
     flags spelled out on the command line (`given_flags`), so that a safe flag given at its
     default value with --resume still applies; None: the flags that differ from their defaults."""
-    with compile_cache.count_programs() as programs:
-        return _run(args, programs, given)
+    return train(prepare(args, given))
 
 
-def _run(args: Args, programs: collections.Counter, given: list[str] | None = None) -> dict:
-    """`run`, with `programs` counting the XLA programs it builds (`compile_cache.count_programs`)."""
+def prepare(args: Args, given: list[str] | None = None) -> Setup:
+    """Check `args` and set the run up before anything compiles: the resumed run's saved flags,
+    the Config, the mesh, the run folder (created, config.json written) and its intact resume
+    point. Raises one of `REFUSALS`, naming the flag or file, for anything it refuses."""
     resuming = args.resume is not None
     if resuming:
         args, out = resume_args(args, given)
@@ -223,6 +244,19 @@ def _run(args: Args, programs: collections.Counter, given: list[str] | None = No
     # Checked before anything compiles: a damaged point falls back to the previous one (with a
     # warning), no intact point or a changed config.json stops here.
     found = experiment.intact_resume_point(out, fingerprint) if resuming else None
+    return Setup(args, out, module, config, mesh, saved_config, fingerprint, found)
+
+
+def train(setup: Setup) -> dict:
+    """Train, evaluate and write the run `prepare` set up (see `run`); returns the summary."""
+    with compile_cache.count_programs() as programs:
+        return _train(setup, programs)
+
+
+def _train(setup: Setup, programs: collections.Counter) -> dict:
+    """`train`, with `programs` counting the XLA programs it builds (`compile_cache.count_programs`)."""
+    args, out, module, config, mesh, saved_config, fingerprint, found = setup
+    resuming = args.resume is not None
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
     tracker = tracking.make_tracker(track, out, args.num_seeds, saved_config)
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
@@ -419,13 +453,18 @@ class StopOnSignal:
 def main() -> None:
     args = tyro.cli(Args)
     given = given_flags(sys.argv[1:])
-    if args.resume is not None:  # also refuses flags given at their default value
-        check_resume_flags(given)
-    compile_cache.enable(args.compile_cache)
-    unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
-    if args.distributed:
-        jax.distributed.initialize()
-    run(args, given)
+    try:
+        if args.resume is not None:  # also refuses flags given at their default value
+            check_resume_flags(given)
+        compile_cache.enable(args.compile_cache)
+        unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
+        if args.distributed:
+            jax.distributed.initialize()
+        setup = prepare(args, given)
+    except REFUSALS as error:  # like tyro's own refusals: one line on stderr, exit status 2
+        print(f"rlpg-train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    train(setup)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,43 @@ def test_resume_refuses_generated_flags():
     assert given == ["resume", "clip_eps", "activation", "log_every"]
     with pytest.raises(ValueError, match="--activation, --clip-eps may not be given"):  # sorted
         train_cli.check_resume_flags(given)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--baseline", "none", "--time-limits", "bootstrap"], "`time_limits`='bootstrap' continues a truncated episode"),
+    (["--num-seeds", "0"], "`num_seeds` must be >= 1; got 0."),
+    (["--algo", "dqn", "--ent-coef", "0.01"], "`--ent-coef` does not apply to --algo dqn."),
+    (["--track", "wandb", "--resume", "{tmp}/elsewhere"], "elsewhere/config.json not found"),
+    (["--out", "{tmp}/notes"], "holds files but no run"),
+])
+def test_main_refuses_a_command_line_in_one_line_before_anything_runs(argv, message, tmp_path, monkeypatch, capsys):
+    """A refused flag value, folder or run is one `rlpg-train: error: ...` line on stderr and exit
+    status 2 (as tyro's own refusals), not a traceback; nothing is written or removed."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "draft.txt").write_text("mine")
+    monkeypatch.setattr(train_cli.compile_cache, "enable", lambda folder: None)  # keep this process's cache
+    monkeypatch.setattr(train_cli, "unroll_threefry_on_cpu", lambda: None)
+    monkeypatch.setattr(train_cli, "train", lambda setup: pytest.fail("refused arguments reached training"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["rlpg-train", *(a.format(tmp=tmp_path) for a in argv)])
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlpg-train: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert message in err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["notes", "notes/draft.txt"]
+
+
+def test_main_trains_what_prepare_set_up(tmp_path, monkeypatch):
+    """`main` hands the Setup of its own flags to training (the refusal path changed nothing else)."""
+    trained = []
+    monkeypatch.setattr(train_cli.compile_cache, "enable", lambda folder: None)
+    monkeypatch.setattr(train_cli, "unroll_threefry_on_cpu", lambda: None)
+    monkeypatch.setattr(train_cli, "train", trained.append)
+    monkeypatch.setattr("sys.argv", ["rlpg-train", "--algo", "ppo", "--num-seeds", "2", "--out", str(tmp_path / "run")])
+    train_cli.main()
+    (setup,) = trained
+    assert (setup.args.algo, setup.args.num_seeds, setup.out, setup.found) == ("ppo", 2, tmp_path / "run", None)
+    assert setup.config == train_cli.algos.ALGOS["ppo"].Config(log_every=train_cli.ScriptArgs.log_every).validate()
+    assert (tmp_path / "run" / "config.json").exists()
