@@ -207,7 +207,8 @@ def run(args: Args, given: list[str] | None = None) -> dict:
     from its newest intact resume point, running only the remaining updates. `given`: the
     flags spelled out on the command line (`given_flags`), so that a safe flag given at its
     default value with --resume still applies; None: the flags that differ from their defaults."""
-    return train(prepare(args, given))
+    with compile_cache.count_programs() as programs:
+        return train(prepare(args, given), programs)
 
 
 def prepare(args: Args, given: list[str] | None = None) -> Setup:
@@ -247,14 +248,10 @@ def prepare(args: Args, given: list[str] | None = None) -> Setup:
     return Setup(args, out, module, config, mesh, saved_config, fingerprint, found)
 
 
-def train(setup: Setup) -> dict:
-    """Train, evaluate and write the run `prepare` set up (see `run`); returns the summary."""
-    with compile_cache.count_programs() as programs:
-        return _train(setup, programs)
-
-
-def _train(setup: Setup, programs: collections.Counter) -> dict:
-    """`train`, with `programs` counting the XLA programs it builds (`compile_cache.count_programs`)."""
+def train(setup: Setup, programs: collections.Counter) -> dict:
+    """Train, evaluate and write the run `prepare` set up (see `run`); returns the summary, whose
+    program counts are those of `programs` (`compile_cache.count_programs`, opened before `prepare`:
+    checking a Config against its env runs small programs)."""
     args, out, module, config, mesh, saved_config, fingerprint, found = setup
     resuming = args.resume is not None
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
@@ -453,18 +450,19 @@ class StopOnSignal:
 def main() -> None:
     args = tyro.cli(Args)
     given = given_flags(sys.argv[1:])
-    try:
-        if args.resume is not None:  # also refuses flags given at their default value
-            check_resume_flags(given)
-        compile_cache.enable(args.compile_cache)
-        unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
-        if args.distributed:
-            jax.distributed.initialize()
-        setup = prepare(args, given)
-    except REFUSALS as error:  # like tyro's own refusals: one line on stderr, exit status 2
-        print(f"rlpg-train: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    train(setup)
+    with compile_cache.count_programs() as programs:
+        try:
+            if args.resume is not None:  # also refuses flags given at their default value
+                check_resume_flags(given)
+            compile_cache.enable(args.compile_cache)
+            unroll_threefry_on_cpu()  # the same random bits, faster training loops on CPU
+            if args.distributed:
+                jax.distributed.initialize()
+            setup = prepare(args, given)
+        except REFUSALS as error:  # like tyro's own refusals: one line on stderr, exit status 2
+            print(f"rlpg-train: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        train(setup, programs)
 
 
 if __name__ == "__main__":

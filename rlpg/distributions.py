@@ -7,6 +7,7 @@ an action as data, so d log π(a) / dθ is the true score even when `a` was draw
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -15,7 +16,7 @@ import numpy as np
 
 from rlpg._checks import as_array, check_finite, check_floating, check_index, check_integer, check_key, check_min_rank
 
-_HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # Python and NumPy constants: importing runs no XLA program
 
 
 # ----------------------------------------------------------------------------- categorical
@@ -175,12 +176,12 @@ def gaussian_kl(
 # variables log π(a) = log N(u; μ, σ²) − Σ_d log(scale_d (1 − tanh²(u_d))), u = atanh((a − loc)/scale).
 
 _TANH_EPS = 1e-6  # float32 tanh rounds to ±1 beyond |u| ≈ 9: actions are kept 1e-6 inside the box
-_HERMITE_NODES, _HERMITE_WEIGHTS = (jnp.asarray(x, jnp.float32) for x in np.polynomial.hermite.hermgauss(16))
+_HERMITE_NODES, _HERMITE_WEIGHTS = (np.asarray(x, np.float32) for x in np.polynomial.hermite.hermgauss(16))
 # E[softplus(−2|u|)] = ∫_0^∞ e^{−2v} r(v) q(v) dv by 16-point Gauss–Laguerre in t = 2v, with
 # r(v) = e^{2v} softplus(−2v) (smooth, log 2 at 0 to 1) at the nodes v = t/2, and weights halved.
 _LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(16)
-_LAGUERRE_NODES = jnp.asarray(_LAGUERRE_T / 2.0, jnp.float32)
-_LAGUERRE_WEIGHTS = jnp.asarray(_LAGUERRE_W / 2.0 * np.exp(_LAGUERRE_T) * np.log1p(np.exp(-_LAGUERRE_T)), jnp.float32)
+_LAGUERRE_NODES = np.asarray(_LAGUERRE_T / 2.0, np.float32)
+_LAGUERRE_WEIGHTS = np.asarray(_LAGUERRE_W / 2.0 * np.exp(_LAGUERRE_T) * np.log1p(np.exp(-_LAGUERRE_T)), np.float32)
 _WIDE_STD = 0.6  # σ from which the expectation is taken as E|u| + Laguerre (Hermite's nodes miss the bend at u = 0)
 
 

@@ -185,7 +185,7 @@ def test_main_refuses_a_command_line_in_one_line_before_anything_runs(argv, mess
     (tmp_path / "notes" / "draft.txt").write_text("mine")
     monkeypatch.setattr(train_cli.compile_cache, "enable", lambda folder: None)  # keep this process's cache
     monkeypatch.setattr(train_cli, "unroll_threefry_on_cpu", lambda: None)
-    monkeypatch.setattr(train_cli, "train", lambda setup: pytest.fail("refused arguments reached training"))
+    monkeypatch.setattr(train_cli, "train", lambda setup, programs: pytest.fail("refused arguments reached training"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["rlpg-train", *(a.format(tmp=tmp_path) for a in argv)])
     with pytest.raises(SystemExit) as exit_info:
@@ -202,7 +202,7 @@ def test_main_trains_what_prepare_set_up(tmp_path, monkeypatch):
     trained = []
     monkeypatch.setattr(train_cli.compile_cache, "enable", lambda folder: None)
     monkeypatch.setattr(train_cli, "unroll_threefry_on_cpu", lambda: None)
-    monkeypatch.setattr(train_cli, "train", trained.append)
+    monkeypatch.setattr(train_cli, "train", lambda setup, programs: trained.append(setup))
     monkeypatch.setattr("sys.argv", ["rlpg-train", "--algo", "ppo", "--num-seeds", "2", "--out", str(tmp_path / "run")])
     train_cli.main()
     (setup,) = trained
