@@ -3,7 +3,14 @@
 One statistic for the whole batch (every environment, every step), merged batch by batch
 with the parallel algorithm of Chan et al.: for the running (μ, σ², n) and a batch (μ_b, σ_b², m),
 
-    δ = μ_b − μ,   n' = n + m,   μ' = μ + δ m / n',   σ'² = (σ² n + σ_b² m + δ² n m / n') / n'.
+    δ = μ_b − μ,   n' = n + m,   w = m / n',   μ' = μ + w δ,   σ'² = σ² + w (σ_b² − σ²) + w (1 − w) δ²,
+
+which is σ'² = (σ² n + σ_b² m + δ² n m / n') / n' written as corrections to (μ, σ²). The count n
+is a float32 (the statistics live in a policy's parameters, which are differentiated): exact up
+to 2²⁴ samples, then rounded, and n + m == n once m is below half its spacing (from 2²⁴ samples
+when m = 1, from 2²⁹ when m = 30). In the correction form such a merge still moves (μ, σ²) toward
+the batch, with weight m / n; the expanded form then added (σ_b² + δ²) m / n to σ² and never
+shrank it, so σ² grew without bound.
 """
 
 from __future__ import annotations
@@ -40,12 +47,14 @@ def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
         raise ValueError(f"`batch` must end in the statistic's shape {shape}; got {jnp.shape(batch)}.")
     samples = jnp.reshape(batch, (-1,) + shape)
     m = samples.shape[0]
+    if m == 0:
+        raise ValueError(f"`batch` must hold at least one sample; got shape {jnp.shape(batch)}.")
     batch_mean, batch_var = samples.mean(axis=0), samples.var(axis=0)
-    count = stats["count"]
-    total = count + m
+    total = stats["count"] + m
+    w = m / jnp.asarray(total, jnp.result_type(float))  # the batch's weight m / n' (float64 under jax_enable_x64)
     delta = batch_mean - stats["mean"]
-    mean = stats["mean"] + delta * m / total
-    var = (stats["var"] * count + batch_var * m + jnp.square(delta) * count * m / total) / total
+    mean = stats["mean"] + w * delta
+    var = stats["var"] + w * (batch_var - stats["var"]) + w * (1.0 - w) * jnp.square(delta)
     return {"mean": mean, "var": var, "count": total}
 
 
