@@ -22,7 +22,7 @@ across them, equal to one device up to float rounding), and the remaining factor
 seeds. num_seeds must be divisible by (devices / E), num_envs by E.
 
     python -m experiments.train --devices all --num-seeds 8                 # seeds over all devices
-    python -m experiments.train --devices all --mesh-envs 2 --num-envs 64   # 2 devices per run
+    python -m experiments.train --devices all --mesh-envs 2 --num-envs 64 --num-seeds 8   # 2 devices per run
 
 Multi-host: start the same command in every process with `--distributed`, which calls
 `jax.distributed.initialize()` (cluster auto-detection: SLURM, Open MPI, Kubernetes, TPU pods)
