@@ -2,7 +2,7 @@
 gridworld where a greedy Q-policy loses to REINFORCE's stochastic one.
 
     python -m experiments.dqn_ablation --out runs/dqn-ablation           # the full table
-    python -m experiments.dqn_ablation --out runs/dqn-quick --quick      # a small preset (a minute)
+    python -m experiments.dqn_ablation --out runs/dqn-quick --quick      # a small preset (about 2 minutes on 2 cores)
 
 1. Ablation. For each environment (CartPole-v1 and a MinAtar game) and each of the four
    switch settings — replay on/off × target network on/off, all else the `rlpg.algos.dqn`

@@ -1,13 +1,13 @@
 """The estimator lab: how far is a batch's score-function gradient from the exact one?
 
     python -m experiments.estimator_lab --out runs/lab                 # the full table
-    python -m experiments.estimator_lab --out runs/lab-quick --quick   # a small preset (seconds)
+    python -m experiments.estimator_lab --out runs/lab-quick --quick   # a small preset (about 2 minutes on 2 cores)
 
 For a random tabular MDP (horizon H) and a Gaussian multi-armed bandit, with a fixed random
 tabular softmax policy, draws N independent batches of m whole episodes for each m and
 computes each estimator variant's gradient estimate w.r.t. the logits (`rlpg.lab.VARIANTS`:
-whole return, reward-to-go, reward-to-go − J, reward-to-go − V_t(s_t), normalized
-reward-to-go). Against the exact gradient `rlpg.exact.finite_horizon_policy_gradient` it
+whole return, reward-to-go, reward-to-go − J, reward-to-go − V_t(s_t), reward-to-go − a
+V̂ fitted on other episodes, normalized reward-to-go). Against the exact gradient `rlpg.exact.finite_horizon_policy_gradient` it
 reports bias (with a 3σ half-width), total variance tr Cov, RMSE and mean cosine.
 Writes results.json, results.md, error_vs_m.png and variance_by_variant.png into --out.
 

@@ -6,7 +6,7 @@
 Worlds: a 2-D LQR (`rlpg.envs.LQR`, truth `rlpg.exact.lqr_policy_gradient`) under a
 stabilizing and an unstable linear policy, and Pendulum-v1 (two linear Gaussian policies) and
 Reacher-misc (two undamped joints reaching for a goal; a random linear policy) with gymnax's
-transition gradients (time limit raised to H; truth: the mean of a large independent
+transition gradients (time limit set to H; truth: the mean of a large independent
 reference batch, per parameter the inverse-variance combination of the pathwise and the
 score-function means over `--reference-episodes` episodes, both unbiased as these dynamics and
 rewards are continuous; its standard error is reported). For every H in --horizons and each
@@ -216,7 +216,7 @@ def markdown(results: dict) -> str:
         "# Score-function vs pathwise: the horizon table",
         "",
         f"N = {a['num_episodes']} episodes per (world, H), estimates of m = {a['batch_size']} episodes, γ = {a['gamma']}, "
-        f"pathwise_h cuts the gradient every h = {a['truncation']} steps. Bias and variance are relative to ‖∇J‖²; "
+        f"pathwise_h cuts the gradient every h = {a['truncation']} steps. Bias is relative to ‖∇J‖, variance to ‖∇J‖²; "
         "`bias` counts as real when it exceeds 3 × its standard error (SE).",
         "",
     ]
