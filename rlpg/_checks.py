@@ -138,7 +138,8 @@ def _summary(value: np.ndarray) -> str:
 
 
 def check_number(name: str, x) -> None:
-    """Raises TypeError unless `x` is a real number or numeric array (not a str, bool or None)."""
+    """Raises TypeError unless `x` is a real number or numeric array (not a str, bool or None;
+    bfloat16 and the other JAX floats included)."""
     if isinstance(x, jax.core.Tracer):
         dtype = x.dtype
     else:
@@ -146,14 +147,22 @@ def check_number(name: str, x) -> None:
             dtype = np.asarray(x).dtype
         except Exception:  # noqa: BLE001 - ragged lists and other non-arrays
             dtype = np.dtype(object)
-    if dtype.kind not in "iuf":
+    if dtype.kind not in "iuf" and not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"`{name}` must be a number; got {x!r} ({type(x).__name__}).")
 
 
-def check_in_interval(name: str, x, low: float, high: float) -> None:
-    """Raises ValueError if a concrete `x` lies outside [low, high] or is not finite;
-    TypeError if it is not a number."""
+def check_scalar(name: str, x) -> None:
+    """Raises ValueError unless `x` has rank 0 (a hyperparameter: one per call, traced or not)."""
+    if jnp.ndim(x) != 0:
+        raise ValueError(f"`{name}` must be a scalar; got shape {jnp.shape(x)}.")
+
+
+def check_in_interval(name: str, x, low: float, high: float, scalar: bool = True) -> None:
+    """Raises ValueError if a concrete `x` lies outside [low, high] or is not finite, or unless
+    it is a scalar (`scalar`; False: an array, each entry checked); TypeError if it is not a number."""
     check_number(name, x)
+    if scalar:
+        check_scalar(name, x)
     _value_check(
         x,
         lambda v, xp: (v >= low) & (v <= high) & xp.isfinite(v),
@@ -162,9 +171,12 @@ def check_in_interval(name: str, x, low: float, high: float) -> None:
     )
 
 
-def check_positive(name: str, x) -> None:
-    """Raises ValueError if a concrete `x` is not finite and > 0; TypeError if not a number."""
+def check_positive(name: str, x, scalar: bool = True) -> None:
+    """Raises ValueError if a concrete `x` is not finite and > 0, or unless it is a scalar
+    (`scalar`; False: an array, each entry checked); TypeError if it is not a number."""
     check_number(name, x)
+    if scalar:
+        check_scalar(name, x)
     _value_check(
         x,
         lambda v, xp: (v > 0) & xp.isfinite(v),
@@ -192,6 +204,16 @@ def check_index(name: str, x, size: int) -> None:
         lambda v, xp: (v >= 0) & (v < size),
         lambda v: f"`{name}` must lie in [0, {size}); got {_summary(v)}.",
         f"`{name}` must lie in [0, {size}).",
+    )
+
+
+def check_nonnegative(name: str, x) -> None:
+    """Raises ValueError if a concrete `x` (counts, steps taken) has an entry below 0."""
+    _value_check(
+        x,
+        lambda v, xp: v >= 0,
+        lambda v: f"`{name}` must be >= 0; got {_summary(v)}.",
+        f"`{name}` must be >= 0.",
     )
 
 

@@ -23,17 +23,23 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import returns as returns_lib
-from rlpg._checks import as_array, check_binary, check_floating, check_positive, check_rank, check_same_shape, check_size
+from rlpg._checks import (
+    as_array, check_binary, check_bool, check_floating, check_positive, check_rank, check_same_shape, check_size, check_some,
+)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Σ mask·x / max(Σ mask, 1); the plain mean when `mask` is None. [...] -> []."""
+    """Σ mask·x / max(Σ mask, 1); the plain mean when `mask` is None. [...] -> [].
+
+    A concrete all-zero mask is refused (nothing to average); a traced one, inside training,
+    gives 0."""
     x = as_array("x", x)
     if mask is None:
         return jnp.mean(x)
     mask = as_array("mask", mask)
     check_same_shape(x=x, mask=mask)
     check_binary("mask", mask)
+    check_some("mask", mask)
     mask = jnp.asarray(mask, x.dtype)
     return jnp.sum(mask * x) / jnp.maximum(jnp.sum(mask), 1.0)
 
@@ -63,9 +69,12 @@ def reinforce_loss(
     check_same_shape(log_probs=log_probs, weights=weights)
     if count is None:
         return -masked_mean(jax.lax.stop_gradient(weights) * log_probs, mask)
+    check_positive("count", count)
     terms = jax.lax.stop_gradient(weights) * log_probs
     if mask is not None:
+        mask = as_array("mask", mask)
         check_same_shape(log_probs=log_probs, mask=mask)
+        check_binary("mask", mask)
         terms = terms * jnp.asarray(mask, terms.dtype)
     return -jnp.sum(terms) / count
 
@@ -78,11 +87,19 @@ def batch_mean_baseline(returns: jax.Array, mask: jax.Array | None = None) -> ja
     return masked_mean(returns, mask)
 
 
+def _column_mask(name: str, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """The mask [T, B] in x's dtype (all ones for None), after checking x (argument `name`)
+    is a float [T, B] and mask 0/1 of its shape."""
+    check_rank(name, x, 2, "[T, B]")
+    check_floating(name, x)
+    mask = jnp.ones_like(x) if mask is None else as_array("mask", mask)
+    check_same_shape(**{name: x, "mask": mask})
+    check_binary("mask", mask)
+    return jnp.asarray(mask, x.dtype)
+
+
 def _other_columns(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(Σ over the other columns of mask·x, Σ over them of mask), each [B], for x, mask [T, B]."""
-    check_rank("returns", x, 2, "[T, B]")
-    mask = jnp.ones_like(x) if mask is None else jnp.asarray(mask, x.dtype)
-    check_same_shape(returns=x, mask=mask)
     per_column, count = jnp.sum(mask * x, axis=0), jnp.sum(mask, axis=0)
     return jnp.sum(per_column) - per_column, jnp.sum(count) - count
 
@@ -100,7 +117,8 @@ def leave_one_out_baseline(returns: jax.Array, mask: jax.Array | None = None) ->
     Returns:
       [T, B] baseline, constant along T, no gradient.
     """
-    total, count = _other_columns(returns, mask)
+    returns = as_array("returns", returns)
+    total, count = _other_columns(returns, _column_mask("returns", returns, mask))
     return jax.lax.stop_gradient(jnp.broadcast_to(total / jnp.maximum(count, 1.0), returns.shape))
 
 
@@ -118,9 +136,12 @@ def leave_one_out_normalize(weights: jax.Array, mask: jax.Array | None = None, e
     Returns:
       [T, B] normalized weights, no gradient.
     """
+    weights = as_array("weights", weights)
+    check_positive("eps", eps)
+    column_mask = _column_mask("weights", weights, mask)
     centred = weights - masked_mean(weights, mask)  # a common shift: keeps E[x²] − E[x]² accurate in float32
-    total, count = _other_columns(centred, mask)
-    squares, _ = _other_columns(jnp.square(centred), mask)
+    total, count = _other_columns(centred, column_mask)
+    squares, _ = _other_columns(jnp.square(centred), column_mask)
     count = jnp.maximum(count, 1.0)
     mean = total / count
     std = jnp.sqrt(jnp.maximum(squares / count - jnp.square(mean), 0.0))
@@ -147,6 +168,7 @@ def reinforce_weights(
     """
     returns = as_array("returns", returns)
     check_floating("returns", returns)
+    check_bool("normalize", normalize)
     if baseline is not None:
         baseline = as_array("baseline", baseline)
         if jnp.ndim(baseline) and jnp.shape(baseline) != jnp.shape(returns):
@@ -240,6 +262,7 @@ def clipped_value_loss(
 
     values: [T, ...] V(s_t) (differentiable); old_values, targets: [T, ...] (no gradient). -> [].
     """
+    values, old_values, targets = (as_array(n, x) for n, x in (("values", values), ("old_values", old_values), ("targets", targets)))
     check_same_shape(values=values, old_values=old_values, targets=targets)
     check_positive("clip_eps", clip_eps)
     old_values, targets = jax.lax.stop_gradient(old_values), jax.lax.stop_gradient(targets)
@@ -255,6 +278,7 @@ def ratio_diagnostics(
     approx_kl = mean[(ρ − 1) − log ρ] (an unbiased, non-negative estimate of KL(π_old ‖ π)),
     clip_fraction = mean[|ρ − 1| > ε]. [T, ...] -> {name: []}, no gradient.
     """
+    log_probs, old_log_probs = as_array("log_probs", log_probs), as_array("old_log_probs", old_log_probs)
     check_same_shape(log_probs=log_probs, old_log_probs=old_log_probs)
     check_positive("clip_eps", clip_eps)
     log_ratio = jax.lax.stop_gradient(log_probs - old_log_probs)
@@ -279,8 +303,12 @@ def fisher_vector_product(log_prob_fn: Callable[[jax.Array], jax.Array], theta: 
     Returns:
       [P] F v.
     """
+    theta, v = as_array("theta", theta), as_array("v", v)
     check_rank("theta", theta, 1, "[P] (flatten a pytree with jax.flatten_util.ravel_pytree)")
     check_same_shape(theta=theta, v=v)
+    check_floating("theta", theta)
+    if jnp.result_type(v) != jnp.result_type(theta):
+        raise TypeError(f"`v` must have `theta`'s dtype {jnp.result_type(theta)} (a tangent of theta); got {jnp.result_type(v)}.")
     log_probs, jv = jax.jvp(log_prob_fn, (theta,), (v,))
     _, vjp = jax.vjp(log_prob_fn, theta)
     (fv,) = vjp(jv)
@@ -290,7 +318,9 @@ def fisher_vector_product(log_prob_fn: Callable[[jax.Array], jax.Array], theta: 
 def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int) -> jax.Array:
     """x ≈ A⁻¹ b for symmetric positive-definite A given as `matvec(x) = A x`, `iters` steps of CG
     from x = 0 (a fixed count: the same program under jit and vmap). b [P] -> x [P]."""
+    b = as_array("b", b)
     check_rank("b", b, 1, "[P]")
+    check_floating("b", b)
     if not isinstance(iters, jax.core.Tracer):
         check_size("iters", iters, minimum=0)
 
@@ -312,6 +342,9 @@ def natural_gradient_step(
     """Δθ = sqrt(2δ / (gᵀ F⁻¹ g)) F⁻¹ g: the natural gradient scaled so that the quadratic model of
     KL(π_θ ‖ π_θ+Δθ) ≈ ½ Δθᵀ F Δθ equals δ = `max_kl` (NPG / TRPO's step), F⁻¹ g by conjugate
     gradient with `fvp(v) = F v`. grad [P] (ascent direction) -> [P]."""
+    grad = as_array("grad", grad)
+    check_rank("grad", grad, 1, "[P]")
+    check_floating("grad", grad)
     check_positive("max_kl", max_kl)
     check_size("cg_iters", cg_iters)
     direction = conjugate_gradient(fvp, grad, cg_iters)

@@ -11,16 +11,32 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlpg._checks import as_array, check_binary, check_floating, check_in_interval, check_min_rank, check_same_shape, check_some
+from rlpg._checks import (
+    as_array, check_binary, check_floating, check_in_interval, check_integer, check_min_rank, check_nonnegative,
+    check_positive, check_same_shape, check_some,
+)
 
 
 def _check_window(rewards, **flags) -> None:
     """rewards [T, ...] float and the 0/1 `flags` (dones, terminated, truncated) of its shape."""
     check_min_rank("rewards", rewards, 1, "[T, ...]")
+    _check_steps("rewards", rewards)
     check_floating("rewards", rewards)
     check_same_shape(rewards=rewards, **flags)
     for name, x in flags.items():
         check_binary(name, x)
+
+
+def _check_steps(name: str, x) -> None:
+    """A window holds at least one step: T >= 1."""
+    if jnp.shape(x)[0] < 1:
+        raise ValueError(f"`{name}` must hold at least one step, shape [T >= 1, ...]; got {jnp.shape(x)}.")
+
+
+def _check_episode_time(name: str, x) -> None:
+    """Steps taken so far: integers >= 0 (checked when concrete)."""
+    check_integer(name, x)
+    check_nonnegative(name, x)
 
 
 def _not(flags: jax.Array, dtype) -> jax.Array:
@@ -50,7 +66,7 @@ def reward_to_go(
     rewards, dones = as_array("rewards", rewards), as_array("dones", dones)
     _check_window(rewards, dones=dones)
     check_in_interval("gamma", gamma, 0.0, 1.0)
-    tail = jnp.zeros_like(rewards[0]) if bootstrap_value is None else bootstrap_value
+    tail = jnp.zeros_like(rewards[0]) if bootstrap_value is None else as_array("bootstrap_value", bootstrap_value)
     if bootstrap_value is not None:
         check_same_shape(**{"bootstrap_value": tail, "rewards[0]": rewards[0]})
     continues = gamma * _not(dones, rewards.dtype)
@@ -94,7 +110,9 @@ def total_return(
     g = reward_to_go(rewards, dones, gamma, bootstrap_value)
     starts = jnp.concatenate([jnp.ones_like(dones[:1], bool), jnp.asarray(dones[:-1], bool)], axis=0)
     if initial_time is not None:
-        check_same_shape(**{"initial_time": jnp.asarray(initial_time), "rewards[0]": g[0]})
+        initial_time = as_array("initial_time", initial_time)
+        _check_episode_time("initial_time", initial_time)
+        check_same_shape(**{"initial_time": initial_time, "rewards[0]": g[0]})
         under_way = jnp.cumsum(starts, axis=0) == 1  # the window's first episode of each env
         g = jnp.where(under_way, jnp.power(gamma, jnp.asarray(initial_time).astype(g.dtype)) * g, g)
 
@@ -195,8 +213,10 @@ def episode_time(dones: jax.Array, initial: jax.Array) -> jax.Array:
     Returns:
       [T, ...] int32.
     """
+    dones, initial = as_array("dones", dones), as_array("initial", initial)
     _check_dones(dones)
-    check_same_shape(**{"initial": jnp.asarray(initial), "dones[0]": dones[0]})
+    _check_episode_time("initial", initial)
+    check_same_shape(**{"initial": initial, "dones[0]": dones[0]})
     not_done = jnp.logical_not(jnp.asarray(dones, bool))
 
     def step(tau, keep):
@@ -211,6 +231,7 @@ def episode_time(dones: jax.Array, initial: jax.Array) -> jax.Array:
 
 def _check_dones(dones) -> None:
     check_min_rank("dones", dones, 1, "[T, ...]")
+    _check_steps("dones", dones)
     check_binary("dones", dones)
 
 
@@ -257,6 +278,7 @@ def normalize(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) ->
     """
     x = as_array("x", x)
     check_floating("x", x)
+    check_positive("eps", eps)
     if mask is None:
         mask = jnp.ones_like(x)
     else:

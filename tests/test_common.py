@@ -125,3 +125,16 @@ def test_normalize_obs_merges_each_windows_observations(module, fields):
     stats = state.params["policy"]["obs_stats"]
     assert float(stats["count"]) == config.num_updates * config.steps_per_update
     assert np.all(np.asarray(stats["var"]) > 0) and not np.allclose(np.asarray(stats["mean"]), 0.0)
+
+
+def test_a_config_field_and_one_seeds_hparam_are_scalars():
+    """A list in a Config field, or an array hparam for one seed's train, trained silently before:
+    `gamma` [0.9, 0.5] broadcast over the environments, one discount per column."""
+
+    with pytest.raises(TypeError, match=r"`gamma` must be a number; got list \[0.9, 0.5\].*one value per seed in hparams"):
+        reinforce.Config(gamma=[0.9, 0.5]).validate()
+    algorithm = reinforce.make_algorithm(reinforce.Config(num_envs=2, num_steps=4, total_timesteps=8, hidden=(4,)))
+    with pytest.raises(ValueError, match=r"`hparams\['gamma'\]` must be a scalar for one seed's train/init; got shape \(2,\)"):
+        algorithm.init(jax.random.PRNGKey(0), {"gamma": jnp.array([0.9, 0.5])})
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)  # one per seed, as over_seeds takes them: accepted
+    jax.eval_shape(algos.over_seeds(algorithm.init), keys, {"gamma": jnp.array([0.9, 0.5])})

@@ -92,6 +92,9 @@ def test_estimator_is_unbiased_on_a_bandit():
     assert with_baseline.var(0).sum() < per_sample.var(0).sum()
 
 
+X = jnp.arange(6.0).reshape(3, 2)
+
+
 @pytest.mark.parametrize(
     "call, error, words",
     [
@@ -100,6 +103,21 @@ def test_estimator_is_unbiased_on_a_bandit():
         (lambda: E.reinforce_loss(jnp.zeros((5, 2)), jnp.zeros((5, 2)), jnp.ones((5,))), ValueError, "`mask`"),
         (lambda: E.value_loss(jnp.zeros((5, 2)), jnp.zeros((4, 2))), ValueError, "`targets`"),
         (lambda: E.reinforce_weights(jnp.arange(4)), TypeError, "`returns`"),
+        # A second audit's cases: each returned a number (or failed inside jax) before.
+        (lambda: E.masked_mean(jnp.array([1.0, 2.0]), jnp.array([0, 0])), ValueError, "`mask` must select at least one entry"),
+        (lambda: E.value_loss(jnp.ones(3), jnp.zeros(3), jnp.zeros(3)), ValueError, "`mask` must select at least one entry"),
+        (lambda: E.reinforce_loss(X, X, count=0), ValueError, "`count` must be > 0; got 0."),
+        (lambda: E.reinforce_loss(X, X, count=-1.0), ValueError, "`count` must be > 0"),
+        (lambda: E.reinforce_loss(X, X, count=jnp.array([1.0, 2.0])), ValueError, r"`count` must be a scalar; got shape \(2,\)"),
+        (lambda: E.reinforce_loss(X, X, 2 * jnp.ones_like(X), count=6), ValueError, "`mask` must hold only 0 and 1"),
+        (lambda: E.reinforce_weights(X, normalize="no"), TypeError, "`normalize` must be True or False"),
+        (lambda: E.ppo_clip_loss(X, X, X, jnp.array([0.2, 0.1])), ValueError, "`clip_eps` must be a scalar"),
+        (lambda: E.leave_one_out_normalize(jnp.ones(3)), ValueError, "`weights` must have rank 2"),
+        (lambda: E.leave_one_out_normalize(X, jnp.ones(3)), ValueError, r"`weights` \(3, 2\), `mask` \(3,\)"),
+        (lambda: E.leave_one_out_baseline(X, 2 * jnp.ones_like(X)), ValueError, "`mask` must hold only 0 and 1"),
+        (lambda: E.natural_gradient_step(jnp.ones((3, 1)), lambda v: v, 0.01, 3), ValueError, "`grad` must have rank 1"),
+        (lambda: E.conjugate_gradient(lambda v: v, jnp.ones(3, jnp.int32), 3), TypeError, "`b` must be a floating-point array"),
+        (lambda: E.fisher_vector_product(lambda t: t, jnp.ones(3), jnp.ones(3, jnp.bfloat16)), TypeError, "`v` must have `theta`'s dtype"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, words):
@@ -167,3 +185,14 @@ def test_reinforce_loss_with_a_count_divides_by_that_constant():
     mask = jnp.array([[1.0, 0.0], [1.0, 1.0]])
     expected = -(1.0 * -1.0 + 3.0 * -0.5 + 4.0 * -3.0) / 10.0
     np.testing.assert_allclose(E.reinforce_loss(log_probs, weights, mask, count=10.0), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_lists_are_accepted_where_arrays_go_and_give_the_arrays_numbers():
+    x, m = jnp.array([[1.0, 2.0], [3.0, 5.0]]), jnp.array([[1.0, 1.0], [0.0, 1.0]])
+    for fn, args in [
+        (E.leave_one_out_baseline, (x, m)), (E.leave_one_out_normalize, (x, m)),
+        (E.clipped_value_loss, (x, x + 1.0, x - 1.0, 0.2, m)), (E.ratio_diagnostics, (x, x / 2.0, 0.2, m)),
+        (lambda g: E.natural_gradient_step(g, lambda v: 2.0 * v, 0.01, 3), (x[0],)),
+    ]:
+        as_lists = [a.tolist() if isinstance(a, jax.Array) else a for a in args]
+        np.testing.assert_array_equal(jax.tree.leaves(fn(*as_lists)), jax.tree.leaves(fn(*args)))

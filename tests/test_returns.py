@@ -188,6 +188,15 @@ def test_jit_and_vmap_agree_with_eager():
         (lambda: R.gae(jnp.zeros((5,)), jnp.zeros((4,)), jnp.zeros((5,)), jnp.zeros((5,)), jnp.zeros((5,)), 0.9, 0.9), ValueError, "`values`"),
         (lambda: R.total_return(jnp.zeros((5, 2)), jnp.zeros((5, 3))), ValueError, "`dones`"),
         (lambda: R.normalize(jnp.arange(3)), TypeError, "`x`"),
+        # A second audit's cases: each returned a number (or failed inside jax) before.
+        (lambda: R.reward_to_go(jnp.zeros((0, 2)), jnp.zeros((0, 2)), 0.9), ValueError, r"`rewards` must hold at least one step.*\(0, 2\)"),
+        (lambda: R.first_episode_mask(jnp.zeros((0, 2))), ValueError, "`dones` must hold at least one step"),
+        (lambda: R.reward_to_go(jnp.ones((4, 2)), jnp.zeros((4, 2)), jnp.array([0.9, 0.5])), ValueError, r"`gamma` must be a scalar; got shape \(2,\)"),
+        (lambda: R.gae(*(jnp.zeros((5,)),) * 5, 0.9, jnp.array([0.9])), ValueError, r"`lam` must be a scalar"),
+        (lambda: R.total_return(jnp.ones((4, 2)), jnp.zeros((4, 2)), 0.9, initial_time=[-3, 0]), ValueError, r"`initial_time` must be >= 0; got \[-3, 0\]"),
+        (lambda: R.total_return(jnp.ones((4, 2)), jnp.zeros((4, 2)), 0.9, initial_time=[1.5, 0.0]), TypeError, "`initial_time` must be an integer"),
+        (lambda: R.episode_time(jnp.zeros((4, 2)), [-3, 0]), ValueError, "`initial` must be >= 0"),
+        (lambda: R.normalize(jnp.ones(2), eps=-1e-8), ValueError, "`eps` must be > 0"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, words):
@@ -214,3 +223,13 @@ def test_episode_time_counts_from_each_episode_start():
     dones = jnp.array([[0, 0], [1, 0], [0, 1], [0, 0]], bool)
     times = R.episode_time(dones, jnp.array([3, 0]))
     np.testing.assert_array_equal(times, [[3, 0], [4, 1], [0, 2], [1, 0]])
+
+
+def test_lists_and_bfloat16_scalars_are_accepted_and_give_the_arrays_numbers():
+    """Python lists where arrays go, and a bfloat16 discount (refused as "not a number" before)."""
+    rewards, dones = jnp.array([[1.0, 2.0], [3.0, 4.0]]), jnp.array([[0, 1], [0, 0]])
+    with_array = R.reward_to_go(rewards, dones, 0.9, jnp.array([1.0, 2.0]))
+    np.testing.assert_array_equal(R.reward_to_go(rewards.tolist(), dones.tolist(), 0.9, [1.0, 2.0]), with_array)
+    np.testing.assert_array_equal(R.episode_time(dones.tolist(), [2, 0]), R.episode_time(dones, jnp.array([2, 0])))
+    gamma = jnp.asarray(0.9, jnp.bfloat16)
+    np.testing.assert_array_equal(R.reward_to_go(rewards, dones, gamma), R.reward_to_go(rewards, dones, float(gamma)))

@@ -197,10 +197,14 @@ class BaseConfig:
         for field in dataclasses.fields(self):
             name, value, kind = field.name, getattr(self, field.name), types[field.name]
             if field.metadata.get("pytree_node", True):
+                if isinstance(value, (list, tuple)):  # arrays come only from hparams, one entry per seed
+                    raise TypeError(f"`{name}` must be a number; got {type(value).__name__} {value!r} (to sweep it, "
+                                    f"pass one value per seed in hparams: over_seeds(train)(keys, {{{name!r}: values}})).")
                 if field.metadata.get("positive", False):
-                    check_positive(name, value)
+                    check_positive(name, value, scalar=False)
                 else:  # a plain `x: float = 1.0` field: any finite number
-                    check_in_interval(name, value, field.metadata.get("low", -math.inf), field.metadata.get("high", math.inf))
+                    check_in_interval(name, value, field.metadata.get("low", -math.inf), field.metadata.get("high", math.inf),
+                                      scalar=False)
             elif kind is bool:
                 check_bool(name, value)
             elif kind is int:
@@ -282,7 +286,12 @@ def checks_hparams(config: Any) -> Callable:
         @functools.wraps(init)
         def checked_init(key: jax.Array, hparams: dict | None = None):
             check_key("key", key)
-            return init(key, check(hparams))
+            hparams = check(hparams)
+            for name, value in hparams.items():  # one seed's: over_seeds hands each seed its entry
+                if jnp.ndim(value) != 0:
+                    raise ValueError(f"`hparams[{name!r}]` must be a scalar for one seed's train/init; got shape "
+                                     f"{jnp.shape(value)} (one value per seed: over_seeds(train)(keys, hparams)).")
+            return init(key, hparams)
 
         checked_init.check_hparams = check
         return checked_init

@@ -129,7 +129,7 @@ class Config(BaseConfig):
                 f"`learning_starts` ({self.learning_starts}) must be at most the run's "
                 f"{self.num_updates * self.steps_per_update} env steps, or no gradient step is taken."
             )
-        check_positive("tau", self.tau)
+        check_positive("tau", self.tau, scalar=False)  # one per seed when swept
         return self
 
     def check_env(self, env: Any, env_params: Any) -> None:
