@@ -15,7 +15,11 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from rlpg._checks import check_key, check_size
+import math
+
+from rlpg._checks import (
+    as_array, check_binary, check_bool, check_floating, check_index, check_integer, check_key, check_same_shape, check_size,
+)
 from rlpg.policies import Policy
 
 
@@ -61,15 +65,49 @@ def env_action(env, env_params, action: jax.Array) -> jax.Array:
     """The action as the env takes it: continuous ones shaped [..., *space.shape] from the
     policy's flat [..., D] (one env, or a batch), then clipped into the Box (bounds scalar or
     of the space's shape); discrete ones as they are."""
+    action = as_array("action", action)
     space = env.action_space(env_params)
     if isinstance(space, spaces.Box):
+        size = math.prod(space.shape)
+        if jnp.ndim(action) < 1 or jnp.shape(action)[-1] != size:
+            raise ValueError(f"`action` must end in the {_name(env)} action's size {size}, [..., {size}]; got {jnp.shape(action)}.")
+        check_floating("action", action)
         return jnp.clip(action.reshape(action.shape[:-1] + tuple(space.shape)), space.low, space.high)
+    check_integer("action", action)
+    check_index("action", action, space.n)
     return action
+
+
+def _name(env) -> str:
+    return getattr(env, "name", type(env).__name__)
+
+
+def _check_policy_fits(policy: Policy, params: Any, env, env_params, obs: jax.Array) -> None:
+    """The policy acts in the env's action space: a categorical over its n actions, or D = the
+    Box's size continuous actions (static shapes, from one abstract forward pass)."""
+    space = env.action_space(env_params)
+    dist = jax.eval_shape(policy.apply, params, obs)
+    if isinstance(space, spaces.Discrete):
+        shape = getattr(dist, "shape", None)
+        if shape is None or shape[-1:] != (space.n,):
+            got = f"shape {shape}" if shape is not None else f"{type(dist).__name__} of shapes {[x.shape for x in jax.tree.leaves(dist)]}"
+            raise ValueError(f"`policy` must give {space.n} logits per observation, one per action of {_name(env)}; got {got}.")
+    else:
+        action = jax.eval_shape(policy.distribution.sample, jax.random.PRNGKey(0), dist)
+        size = math.prod(space.shape)
+        if action.shape[-1:] != (size,):
+            raise ValueError(f"`policy` must give actions of size {size} for {_name(env)}'s Box {tuple(space.shape)}; "
+                             f"got actions of shape {action.shape[1:]} per observation.")
 
 
 def count_episodes(episode_return: jax.Array, episode_length: jax.Array, reward: jax.Array, done: jax.Array):
     """One step of the running totals of B episodes: ((return, length) [B] carried on, 0 after an
     end; (finished return, finished length) [B], nonzero on done steps only)."""
+    episode_return, episode_length, reward, done = (
+        as_array(n, x) for n, x in (("episode_return", episode_return), ("episode_length", episode_length), ("reward", reward), ("done", done))
+    )
+    check_same_shape(episode_return=episode_return, episode_length=episode_length, reward=reward, done=done)
+    check_binary("done", done)
     ep_return, ep_length = episode_return + reward, episode_length + 1
     carried = (jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
     return carried, (jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0))
@@ -91,6 +129,11 @@ def reset(key: jax.Array, env, env_params, num_envs: int) -> EnvBatch:
 def step(key: jax.Array, env, env_params, batch: EnvBatch, action: jax.Array):
     """Step B environments once with `action` [B, ...]; returns (batch, reward, terminated,
     truncated, next_obs, episode_return, episode_length), the last two nonzero on done steps."""
+    check_key("key", key)
+    action = as_array("action", action)
+    if jnp.shape(action)[:1] != batch.obs.shape[:1]:
+        raise ValueError(f"`action` must hold one action per environment of `batch`, [{batch.obs.shape[0]}, ...]; "
+                         f"got {jnp.shape(action)}.")
     return _step_envs(jax.random.split(key, batch.obs.shape[0]), env, env_params, batch, action)
 
 
@@ -116,6 +159,7 @@ def rollout(
     """
     check_key("key", key)
     check_size("num_steps", num_steps)
+    _check_policy_fits(policy, params, env, env_params, batch.obs)
 
     def body(batch: EnvBatch, keys):
         act_key, env_keys = keys
@@ -165,6 +209,9 @@ def finish_episodes(
       (batch, every env at a reset; Trajectory [L, B, ...] of the continuation, zeros where an
       env stood still; active [L, B] float32, 1 on the steps that were taken).
     """
+    check_key("key", key)
+    check_size("max_steps", max_steps)
+    _check_policy_fits(policy, params, env, env_params, batch.obs)
     num_envs = batch.obs.shape[0]
     active = batch.episode_length > 0
     _, template = jax.eval_shape(lambda: _act(key, jax.random.split(key, num_envs), policy, params, env, env_params, batch))
@@ -234,11 +281,13 @@ def evaluate(
     """
     check_key("key", key)
     check_size("num_episodes", num_episodes)
+    check_bool("greedy", greedy)
     if max_steps is None:
         max_steps = int(env_params.max_steps_in_episode)
     check_size("max_steps", max_steps)
     reset_key, run_key = jax.random.split(key)
     batch = reset(reset_key, env, env_params, num_episodes)
+    _check_policy_fits(policy, params, env, env_params, batch.obs)
 
     def body(carry, keys):
         batch, alive, total = carry

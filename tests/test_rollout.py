@@ -185,3 +185,38 @@ def test_make_env_and_policy_errors():
     env, env_params = envs.make("Breakout-MinAtar")
     with pytest.raises(ValueError, match="flat observations"):
         policies.make_policy(env, env_params, kind="linear")
+
+
+def test_bad_actions_and_policies_that_do_not_fit_the_env_are_refused():
+    """A second audit's cases: each ran before (actions up to 4 on CartPole's two, an action 5 or
+    -1 stepped, a float action stepped) or failed inside vmap/reshape naming nothing."""
+    env, env_params = envs.make("CartPole-v1")
+    key = jax.random.PRNGKey(0)
+    batch = rollout.reset(key, env, env_params, 3)
+    with pytest.raises(ValueError, match=r"`action` must lie in \[0, 2\); got \[0, 5, -1\]"):
+        rollout.step(key, env, env_params, batch, jnp.array([0, 5, -1]))
+    with pytest.raises(TypeError, match="`action` must be an integer array"):
+        rollout.step(key, env, env_params, batch, jnp.array([0.0, 1.0, 0.5]))
+    with pytest.raises(ValueError, match=r"one action per environment of `batch`, \[3, ...\]; got \(2,\)"):
+        rollout.step(key, env, env_params, batch, [0, 1])
+    with pytest.raises(TypeError, match="`key` must be one PRNG key"):
+        rollout.step(0, env, env_params, batch, [0, 1, 0])
+    five_actions = policies.mlp_categorical((4,), 5, (8,))
+    for call in (
+        lambda: rollout.rollout(key, five_actions, five_actions.init(key), env, env_params, batch, 4),
+        lambda: rollout.evaluate(key, five_actions, five_actions.init(key), env, env_params, 2),
+        lambda: rollout.finish_episodes(key, five_actions, five_actions.init(key), env, env_params, batch, 4),
+    ):
+        with pytest.raises(ValueError, match=r"`policy` must give 2 logits per observation, one per action of CartPole-v1; got shape \([23], 5\)"):
+            call()
+    with pytest.raises(ValueError, match="`max_steps` must be a positive integer; got 0"):
+        rollout.finish_episodes(key, five_actions, five_actions.init(key), env, env_params, batch, 0)
+    two = policies.mlp_categorical((4,), 2, (8,))
+    with pytest.raises(TypeError, match="`greedy` must be True or False"):
+        rollout.evaluate(key, two, two.init(key), env, env_params, 2, greedy="no")
+    with pytest.raises(ValueError, match="`done` must hold only 0 and 1"):
+        rollout.count_episodes(jnp.zeros(2), jnp.zeros(2, jnp.int32), jnp.ones(2), jnp.array([2.0, 0.0]))
+    pendulum, pendulum_params = envs.make("Pendulum-v1")
+    with pytest.raises(ValueError, match=r"`action` must end in the Pendulum-v1 action's size 1, \[..., 1\]; got \(1, 2\)"):
+        rollout.env_action(pendulum, pendulum_params, jnp.zeros((1, 2)))
+    np.testing.assert_array_equal(rollout.env_action(pendulum, pendulum_params, [[3.0]]), [[2.0]])  # a list, clipped
