@@ -14,7 +14,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg._checks import as_array, check_finite, check_floating, check_index, check_integer, check_key, check_min_rank
+from rlpg._checks import (
+    _CHECKIFY,
+    _concrete,
+    _summary,
+    _value_check,
+    as_array,
+    check_finite,
+    check_floating,
+    check_index,
+    check_integer,
+    check_key,
+    check_min_rank,
+    check_number,
+)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # Python and NumPy constants: importing runs no XLA program
 
@@ -23,12 +36,41 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # Python and NumPy constants: imp
 
 
 def _check_logits(logits, name: str = "logits") -> jax.Array:
-    """`logits` as an array [..., A] of floats without NaN or +inf (−inf: an impossible action)."""
+    """`logits` as an array [..., A], A >= 1, of floats without NaN or +inf (−inf: an impossible
+    action) and with at least one finite logit per row (values checked when concrete)."""
     logits = as_array(name, logits)
     check_min_rank(name, logits, 1, "[..., A]")
     check_floating(name, logits)
+    if jnp.shape(logits)[-1] < 1:
+        raise ValueError(f"`{name}` must have at least one action, A >= 1 on its last axis [..., A]; got shape {jnp.shape(logits)}.")
     check_finite(name, logits, allow_neg_inf=True)
+    _check_some_finite(name, logits)
     return logits
+
+
+def _check_some_finite(name: str, logits) -> None:
+    """ValueError naming `name` if a concrete row of `logits` [..., A] is all −inf (no action is
+    possible: no distribution); a traced one only under `rlpg.checked`."""
+
+    def message(value):
+        rows = np.argwhere(~np.any(value > -np.inf, axis=-1))
+        where = f"row {tuple(rows[0].tolist())} all -inf ({len(rows)} such rows)" if value.ndim > 1 else "all -inf"
+        return (f"`{name}` must hold at least one finite logit per row [..., A] (all -inf makes no "
+                f"action possible); got {where}.")
+
+    _value_check(logits, lambda v, xp: xp.any(v > -xp.inf, axis=-1), message,
+                 f"`{name}` must hold at least one finite logit per row.")
+
+
+def _check_same_last_axis(axis: str, **arrays) -> None:
+    """ValueError naming the arrays unless they share the last axis (`axis`: A or D) and their
+    leading axes broadcast."""
+    shapes = {n: jnp.shape(x) for n, x in arrays.items()}
+    if len({s[-1] for s in shapes.values()}) > 1:
+        names = " and ".join(f"`{n}`" for n in shapes)
+        listed = ", ".join(f"`{n}` {s}" for n, s in shapes.items())
+        raise ValueError(f"{names} must have the same last axis {axis}; got {listed}.")
+    _check_broadcast(**arrays)
 
 
 def _check_broadcast(**arrays) -> None:
@@ -40,6 +82,19 @@ def _check_broadcast(**arrays) -> None:
         raise ValueError(f"shapes must match (or broadcast): {listed}.") from None
 
 
+def _check_index_before_conversion(name: str, x, size: int) -> None:
+    """The range of a Python or NumPy integer `x` as given: `as_array` makes it int32, which
+    wraps an int64 beyond 2**31 (2**33 + 1 becomes 1) into the range."""
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return
+    try:
+        value = np.asarray(x)
+    except Exception:  # noqa: BLE001 - not a number: as_array names it
+        return
+    if value.dtype.kind in "iu":
+        check_index(name, value, size)
+
+
 def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
     """log π(a) = logits[a] − logsumexp(logits).
 
@@ -49,7 +104,9 @@ def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
     Returns:
       [...] log-probabilities.
     """
-    logits, action = _check_logits(logits), as_array("action", action)
+    logits = _check_logits(logits)
+    _check_index_before_conversion("action", action, jnp.shape(logits)[-1])
+    action = as_array("action", action)
     check_integer("action", action)
     if jnp.shape(action) != jnp.shape(logits)[:-1]:
         raise ValueError(
@@ -90,9 +147,10 @@ def categorical_mode(logits: jax.Array) -> jax.Array:
 
 def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
     """KL(p ‖ q) = Σ_{a: p(a) > 0} p(a) (log p(a) − log q(a)): an action p never takes adds
-    nothing, one that only q rules out (−inf in q_logits) makes it +inf. [..., A] x [..., A] -> [...]."""
+    nothing, one that only q rules out (−inf in q_logits) makes it +inf. [..., A] x [..., A] -> [...]
+    (one A; the leading axes broadcast)."""
     p_logits, q_logits = _check_logits(p_logits, "p_logits"), _check_logits(q_logits, "q_logits")
-    _check_broadcast(p_logits=p_logits, q_logits=q_logits)
+    _check_same_last_axis("A (actions)", p_logits=p_logits, q_logits=q_logits)
     p, log_p = _log_softmax_on_support(p_logits)
     log_q = jnp.where(p > 0, jax.nn.log_softmax(q_logits, axis=-1), 0.0)
     return jnp.sum(p * (log_p - log_q), axis=-1)
@@ -137,6 +195,11 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) ->
         raise ValueError(
             f"`action` must have the shape of `mean` {jnp.shape(mean)}; got {jnp.shape(action)}."
         )
+    return _gaussian_log_prob(mean, log_std, action)
+
+
+def _gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+    """`gaussian_log_prob` on checked arrays."""
     z = (action - mean) * jnp.exp(-log_std)  # multiply, never divide by a tiny σ
     return jnp.sum(-0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI, axis=-1)
 
@@ -146,6 +209,7 @@ def gaussian_entropy(log_std: jax.Array) -> jax.Array:
     log_std = as_array("log_std", log_std)
     check_min_rank("log_std", log_std, 1, "[..., D]")
     check_floating("log_std", log_std)
+    check_finite("log_std", log_std)  # as gaussian_log_prob: a NaN or infinite σ is no distribution
     return jnp.sum(log_std + _HALF_LOG_2PI + 0.5, axis=-1)
 
 
@@ -153,6 +217,11 @@ def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.
     """a = μ + σ ε, ε ~ N(0, I). Returns [..., D] with the shape of `mean` (no gradient)."""
     check_key("key", key)
     mean, log_std = _check_gaussian(mean, log_std)
+    return _gaussian_sample(key, mean, log_std)
+
+
+def _gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """`gaussian_sample` on checked arrays."""
     noise = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
     return jax.lax.stop_gradient(mean + jnp.exp(log_std) * noise)
 
@@ -160,10 +229,12 @@ def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.
 def gaussian_kl(
     p_mean: jax.Array, p_log_std: jax.Array, q_mean: jax.Array, q_log_std: jax.Array
 ) -> jax.Array:
-    """KL(p ‖ q) = Σ_d [log σq/σp + (σp² + (μp − μq)²) / (2σq²) − ½]. -> [...]."""
+    """KL(p ‖ q) = Σ_d [log σq/σp + (σp² + (μp − μq)²) / (2σq²) − ½]. -> [...] (one D; the
+    leading axes of all four broadcast)."""
     p_mean, p_log_std = _check_gaussian(p_mean, p_log_std, "p_")
     q_mean, q_log_std = _check_gaussian(q_mean, q_log_std, "q_")
-    _check_broadcast(p_mean=p_mean, q_mean=q_mean)
+    _check_same_last_axis("D (action dimensions)", p_mean=p_mean, q_mean=q_mean)  # the same D, batch axes that broadcast
+    _check_broadcast(p_mean=p_mean, p_log_std=p_log_std, q_mean=q_mean, q_log_std=q_log_std)
     ratio = jnp.exp(2.0 * (p_log_std - q_log_std))
     z = (p_mean - q_mean) * jnp.exp(-q_log_std)
     return jnp.sum(q_log_std - p_log_std + 0.5 * (ratio + jnp.square(z) - 1.0), axis=-1)
@@ -185,6 +256,36 @@ _LAGUERRE_WEIGHTS = np.asarray(_LAGUERRE_W / 2.0 * np.exp(_LAGUERRE_T) * np.log1
 _WIDE_STD = 0.6  # σ from which the expectation is taken as E|u| + Laguerre (Hermite's nodes miss the bend at u = 0)
 
 
+def _operand(given, converted):
+    """What the arithmetic uses: the argument as given (a Python number, a NumPy or jax array:
+    the numbers computed stay those of before the checks), a list or tuple as its array."""
+    return converted if isinstance(given, (list, tuple)) else given
+
+
+def _check_box(low, high, dim: int):
+    """(low, high) to compute with: numbers or arrays whose shapes broadcast to [D] = [`dim`],
+    finite, with low < high elementwise (values when concrete). Lists become arrays."""
+    low_array, high_array = as_array("low", low), as_array("high", high)
+    for name, x in (("low", low_array), ("high", high_array)):
+        check_number(name, x)
+        shape = jnp.shape(x)
+        try:
+            fits = np.broadcast_shapes(shape, (dim,)) == (dim,)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"`{name}` must be a scalar or have shape [D] = ({dim},) of the mean; got shape {shape}.")
+    check_finite("low", low_array)
+    check_finite("high", high_array)
+    lo, hi = _concrete(low_array), _concrete(high_array)  # None when traced
+    if lo is not None and hi is not None:
+        if not np.all(hi > lo):
+            raise ValueError(f"`low` and `high` must satisfy low < high elementwise; got low={_summary(lo)}, high={_summary(hi)}.")
+    elif _CHECKIFY.get():  # traced: compiled in only under rlpg.checked
+        _value_check(high_array - low_array, lambda v, xp: v > 0, str, "`low` and `high` must satisfy low < high elementwise.")
+    return _operand(low, low_array), _operand(high, high_array)
+
+
 def _log1m_tanh_sq(u: jax.Array) -> jax.Array:
     """log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|."""
     return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
@@ -196,25 +297,41 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Arra
     Args:
       mean, log_std: [..., D] and [..., D] or [D], of the Gaussian before squashing.
       action: [..., D] in (low, high) (clipped 1e-6 · scale inside before atanh).
-      low, high: scalars or [D], the box (finite).
+      low, high: scalars or [D], the box (finite, low < high).
     Returns:
       [...] log-densities of a on the box.
     """
+    mean, log_std = _check_gaussian(mean, log_std)
+    given, action = action, as_array("action", action)
     check_floating("action", action)
+    if jnp.shape(action) != jnp.shape(mean):
+        raise ValueError(
+            f"`action` must have the shape of `mean` {jnp.shape(mean)}; got {jnp.shape(action)}."
+        )
+    low, high = _check_box(low, high, jnp.shape(mean)[-1])
+    action = _operand(given, action)
     loc, scale = (high + low) / 2.0, (high - low) / 2.0
     u = jnp.arctanh(jnp.clip((action - loc) / scale, -1.0 + _TANH_EPS, 1.0 - _TANH_EPS))
     log_det = jnp.sum(jnp.broadcast_to(jnp.log(scale), jnp.shape(u)) + _log1m_tanh_sq(u), axis=-1)
-    return gaussian_log_prob(mean, log_std, u) - log_det
+    return _gaussian_log_prob(mean, log_std, u) - log_det
 
 
 def tanh_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array, low=-1.0, high=1.0) -> jax.Array:
     """a = loc + scale · tanh(μ + σ ε), ε ~ N(0, I). [..., D] in the box (no gradient)."""
-    u = gaussian_sample(key, mean, log_std)
+    check_key("key", key)
+    mean, log_std = _check_gaussian(mean, log_std)
+    low, high = _check_box(low, high, jnp.shape(mean)[-1])
+    u = _gaussian_sample(key, mean, log_std)
     return (high + low) / 2.0 + (high - low) / 2.0 * jnp.tanh(u)
 
 
 def tanh_gaussian_mode(mean: jax.Array, low=-1.0, high=1.0) -> jax.Array:
     """loc + scale · tanh(μ): the squashed Gaussian's median (what greedy evaluation plays). [..., D]."""
+    mean = as_array("mean", mean)
+    check_min_rank("mean", mean, 1, "[..., D]")
+    check_floating("mean", mean)
+    check_finite("mean", mean)
+    low, high = _check_box(low, high, jnp.shape(mean)[-1])
     return (high + low) / 2.0 + (high - low) / 2.0 * jnp.tanh(mean)
 
 
@@ -242,11 +359,12 @@ def _expected_log1m_tanh_sq(mean: jax.Array, std: jax.Array) -> jax.Array:
 def tanh_gaussian_entropy(mean: jax.Array, log_std: jax.Array, low=-1.0, high=1.0) -> jax.Array:
     """H[a] = H[u] + Σ_d (log scale_d + E_u[log(1 − tanh²(u_d))]), the expectation by quadrature
     per dimension (deterministic, differentiable; see `_expected_log1m_tanh_sq`). [..., D] -> [...]."""
-    _check_gaussian(mean, log_std)
+    mean, log_std = _check_gaussian(mean, log_std)
+    low, high = _check_box(low, high, jnp.shape(mean)[-1])
     log_std = jnp.broadcast_to(log_std, jnp.shape(mean))
     expected = _expected_log1m_tanh_sq(mean, jnp.exp(log_std))
     log_scale = jnp.broadcast_to(jnp.log((high - low) / 2.0), jnp.shape(mean))
-    return gaussian_entropy(log_std) + jnp.sum(log_scale + expected, axis=-1)
+    return jnp.sum(log_std + _HALF_LOG_2PI + 0.5, axis=-1) + jnp.sum(log_scale + expected, axis=-1)  # gaussian_entropy
 
 
 # ----------------------------------------------------------------------------- families

@@ -25,7 +25,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlpg._checks import _concrete, _value_check, check_finite, check_floating, check_in_interval, check_key, check_rank, check_shape, check_size
+from rlpg._checks import (
+    _concrete,
+    _value_check,
+    as_array,
+    check_finite,
+    check_floating,
+    check_in_interval,
+    check_index,
+    check_integer,
+    check_key,
+    check_min_rank,
+    check_rank,
+    check_shape,
+    check_size,
+)
+from rlpg.distributions import _check_some_finite
 from rlpg.policies import linear_softmax_logits
 
 
@@ -139,28 +154,40 @@ def _check_discount(gamma) -> None:
         )
 
 
-def _check_logits(mdp: TabularMDP, logits, discounted: bool) -> None:
+def _check_logits(mdp: TabularMDP, logits, discounted: bool) -> jax.Array:
     """The MDP (`TabularMDP.validate`: shapes, and probabilities and γ when concrete, so a
-    TabularMDP built directly is checked too) and finite logits [S, A] of its size."""
+    TabularMDP built directly is checked too) and logits [S, A] of its size, as an array: no NaN
+    or +inf, and in each row at least one finite logit (−inf: an impossible action)."""
     _check_mdp(mdp, discounted)
+    logits = as_array("logits", logits)
     check_rank("logits", logits, 2, "[S, A]")
     check_floating("logits", logits)
     check_shape("logits", logits, jnp.shape(mdp.rewards), "[S, A] of the MDP")
     check_finite("logits", logits, allow_neg_inf=True)
+    _check_some_finite("logits", logits)
+    return logits
 
 
-def _check_features(mdp: TabularMDP, theta, phi) -> None:
+def _check_features(mdp: TabularMDP, theta, phi) -> tuple[jax.Array, jax.Array]:
+    """(theta [F], phi [S, A, F]) as finite float arrays of the MDP's S and A."""
     _check_mdp(mdp, discounted=True)
+    theta, phi = as_array("theta", theta), as_array("phi", phi)
     check_rank("phi", phi, 3, "[S, A, F]")
     check_floating("phi", phi)
     S, A = jnp.shape(mdp.rewards)
     check_shape("phi", phi, (S, A, jnp.shape(phi)[-1]), "[S, A, F] with the MDP's S and A")
     check_rank("theta", theta, 1, "[F]")
     check_floating("theta", theta)
+    check_shape("theta", theta, (jnp.shape(phi)[-1],), "[F], the feature size F of `phi` [S, A, F]")
+    check_finite("theta", theta)
+    check_finite("phi", phi)
+    return theta, phi
 
 
 def _check_horizon(horizon) -> int:
     try:
+        if isinstance(horizon, (bool, np.bool_)):
+            raise TypeError
         h = operator.index(horizon)
     except TypeError:
         raise ValueError(
@@ -228,14 +255,19 @@ def random_mdp(key: jax.Array, num_states: int, num_actions: int, gamma: float |
 
 def policy_probs(logits: jax.Array) -> jax.Array:
     """π(a|s) = exp(logits[s, a]) / Σ_b exp(logits[s, b]). logits [S, A] (or [..., A]) -> same shape."""
+    logits = as_array("logits", logits)
     check_rank("logits", logits, (1, 2), "[S, A] or [A]")
     check_floating("logits", logits)
+    if jnp.shape(logits)[-1] < 1:
+        raise ValueError(f"`logits` must have at least one action, A >= 1; got shape {jnp.shape(logits)}.")
+    check_finite("logits", logits, allow_neg_inf=True)
+    _check_some_finite("logits", logits)
     return jax.nn.softmax(logits, axis=-1)
 
 
 def _markov_chain(mdp: TabularMDP, logits: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(π [S, A], P_π [S, S] = Σ_a π(a|s) P[s, a, s'], r_π [S] = Σ_a π(a|s) r(s, a))."""
-    pi = policy_probs(logits)
+    """(π [S, A], P_π [S, S] = Σ_a π(a|s) P[s, a, s'], r_π [S] = Σ_a π(a|s) r(s, a)) of checked logits."""
+    pi = jax.nn.softmax(logits, axis=-1)  # policy_probs without its checks: the callers made them
     p_pi = jnp.einsum("sa,sat->st", pi, mdp.transitions)
     r_pi = jnp.sum(pi * mdp.rewards, axis=-1)
     return pi, p_pi, r_pi
@@ -259,7 +291,7 @@ def value_function(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
     Returns:
       [S] state values.
     """
-    _check_logits(mdp, logits, discounted=True)
+    logits = _check_logits(mdp, logits, discounted=True)
     _, p_pi, r_pi = _markov_chain(mdp, logits)
     return jnp.linalg.solve(_resolvent_matrix(mdp, p_pi), r_pi)
 
@@ -283,7 +315,7 @@ def discounted_state_distribution(mdp: TabularMDP, logits: jax.Array) -> jax.Arr
     Returns:
       [S] state distribution.
     """
-    _check_logits(mdp, logits, discounted=True)
+    logits = _check_logits(mdp, logits, discounted=True)
     _, p_pi, _ = _markov_chain(mdp, logits)
     visits = jnp.linalg.solve(_resolvent_matrix(mdp, p_pi).T, mdp.initial)
     return (1.0 - mdp.gamma) * visits
@@ -296,7 +328,7 @@ def expected_return(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
 
 def policy_gradient(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
     """∇_logits J(θ) by `jax.grad` through the linear solve. mdp, logits [S, A] -> [S, A]."""
-    return jax.grad(expected_return, argnums=1)(mdp, logits)
+    return jax.grad(expected_return, argnums=1)(mdp, as_array("logits", logits))
 
 
 def policy_gradient_theorem(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
@@ -312,9 +344,10 @@ def policy_gradient_theorem(mdp: TabularMDP, logits: jax.Array) -> jax.Array:
     Returns:
       [S, A] gradient (equal to `policy_gradient` up to round-off).
     """
-    d = discounted_state_distribution(mdp, logits)
+    d = discounted_state_distribution(mdp, logits)  # checks mdp and logits
+    logits = as_array("logits", logits)
     q = q_function(mdp, logits)
-    pi = policy_probs(logits)
+    pi = jax.nn.softmax(logits, axis=-1)
     v = jnp.sum(pi * q, axis=-1)  # V^π(s) = Σ_a π(a|s) Q^π(s, a)
     return (d / (1.0 - mdp.gamma))[:, None] * pi * (q - v[:, None])
 
@@ -332,13 +365,13 @@ def features_expected_return(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) 
     Returns:
       [] scalar.
     """
-    _check_features(mdp, theta, phi)
+    theta, phi = _check_features(mdp, theta, phi)
     return expected_return(mdp, linear_softmax_logits(theta, phi))
 
 
 def features_policy_gradient(mdp: TabularMDP, theta: jax.Array, phi: jax.Array) -> jax.Array:
     """∇_θ J(θ) = Σ_{s,a} φ(s, a) ∂J/∂logits[s, a], by `jax.grad`. theta [F], phi [S, A, F] -> [F]."""
-    return jax.grad(features_expected_return, argnums=1)(mdp, theta, phi)
+    return jax.grad(features_expected_return, argnums=1)(mdp, as_array("theta", theta), phi)
 
 
 # ----------------------------------------------------------------------------- finite horizon
@@ -355,13 +388,14 @@ def finite_horizon_values(
 
     Args:
       mdp: TabularMDP. logits: [S, A] softmax policy. horizon: H, a static Python int >= 0.
-      discount: γ in [0, 1].
+      discount: γ in [0, 1], a scalar.
     Returns:
       [H + 1, S] values (row H is 0).
     """
-    _check_logits(mdp, logits, discounted=False)
+    logits = _check_logits(mdp, logits, discounted=False)
     horizon = _check_horizon(horizon)
     check_in_interval("discount", discount, 0.0, 1.0)
+    check_rank("discount", discount, 0, "(a scalar: one γ for every state)")
     _, p_pi, r_pi = _markov_chain(mdp, logits)
 
     def step(v_next, _):
@@ -393,7 +427,7 @@ def finite_horizon_policy_gradient(
     mdp: TabularMDP, logits: jax.Array, horizon: int, discount: float | jax.Array = 1.0
 ) -> jax.Array:
     """∇_logits J_H(θ) (γ = `discount`) by `jax.grad` through the backward induction. -> [S, A]."""
-    return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, logits, horizon, discount)
+    return jax.grad(finite_horizon_expected_return, argnums=1)(mdp, as_array("logits", logits), horizon, discount)
 
 
 def finite_horizon_optimal_return(mdp: TabularMDP, horizon: int) -> jax.Array:
@@ -431,12 +465,23 @@ def deterministic_observation_policies(observations: jax.Array, num_actions: int
 # ----------------------------------------------------------------------------- linear-quadratic
 
 
-def _check_lqr_policy(env_params, gain, log_std) -> None:
+def _check_gain(env_params, gain) -> jax.Array:
+    """gain K [m, n] (B [n, m]) as a float array."""
     n, m = jnp.shape(env_params.B)
+    gain = as_array("gain", gain)
     check_floating("gain", gain)
-    check_floating("log_std", log_std)
     check_shape("gain", gain, (m, n), "[m, n]: u = K x with B [n, m]")
+    return gain
+
+
+def _check_lqr_policy(env_params, gain, log_std) -> tuple[jax.Array, jax.Array]:
+    """(gain K [m, n], log_std [m]) as float arrays."""
+    gain = _check_gain(env_params, gain)
+    m = jnp.shape(env_params.B)[1]
+    log_std = as_array("log_std", log_std)
+    check_floating("log_std", log_std)
     check_shape("log_std", log_std, (m,), "[m]")
+    return gain, log_std
 
 
 def lqr_riccati(lqr, env_params, gain: jax.Array) -> jax.Array:
@@ -449,6 +494,7 @@ def lqr_riccati(lqr, env_params, gain: jax.Array) -> jax.Array:
     """
     del lqr
     horizon = _check_horizon(env_params.max_steps_in_episode)
+    gain = _check_gain(env_params, gain)
     A, B, gamma = env_params.A, env_params.B, env_params.gamma
     closed_loop = A + B @ gain
     stage = env_params.Q + gain.T @ env_params.R @ gain
@@ -491,11 +537,26 @@ def lqr_value(lqr, env_params, gain: jax.Array, log_std: jax.Array, x: jax.Array
 
     Args:
       lqr: the `rlpg.envs.LQR`. env_params: its `LQRParams`. gain: K [m, n]. log_std: [m].
-      x: [..., n] states. t: [] or [...] int steps taken, 0..H.
+      x: [..., n] states. t: [] or [...] int steps taken, 0..H (its shape broadcasts with x's [...]).
     Returns:
       [...] values.
     """
-    _check_lqr_policy(env_params, gain, log_std)
+    gain, log_std = _check_lqr_policy(env_params, gain, log_std)
+    n = jnp.shape(env_params.A)[0]
+    x = as_array("x", x)
+    check_floating("x", x)
+    check_min_rank("x", x, 1, "[..., n]")
+    if jnp.shape(x)[-1] != n:
+        raise ValueError(f"`x` must have shape [..., n] with the state size n = {n} of env_params.A; got {jnp.shape(x)}.")
+    given, t = t, as_array("t", t)
+    check_integer("t", t)
+    try:
+        jnp.broadcast_shapes(jnp.shape(x)[:-1], jnp.shape(t))
+    except ValueError:
+        raise ValueError(f"`t` must be a scalar or broadcast with the batch axes of `x` {jnp.shape(x)}; got shape {jnp.shape(t)}.") from None
+    horizon = _check_horizon(env_params.max_steps_in_episode)
+    check_index("t", given if isinstance(given, (int, np.integer, np.ndarray)) else t, horizon + 1)  # steps taken, 0..H
+    t = t if isinstance(given, (list, tuple)) else given  # index with t as given: the numbers of before
     ps = lqr_riccati(lqr, env_params, gain)
     c = _lqr_offsets(env_params, ps, log_std)
     return -(jnp.einsum("...i,...ij,...j->...", x, ps[t], x) + c[t])
@@ -515,7 +576,7 @@ def lqr_expected_return(lqr, env_params, gain: jax.Array, log_std: jax.Array) ->
     Returns:
       [] scalar.
     """
-    _check_lqr_policy(env_params, gain, log_std)
+    gain, log_std = _check_lqr_policy(env_params, gain, log_std)
     ps = lqr_riccati(lqr, env_params, gain)
     c = _lqr_offsets(env_params, ps, log_std)
     second_moment = env_params.initial_cov + jnp.outer(env_params.initial_mean, env_params.initial_mean)
@@ -526,7 +587,7 @@ def lqr_state_moments(lqr, env_params, gain: jax.Array, log_std: jax.Array) -> j
     """M_t = E[x_t x_tᵀ] [H, n, n] under u ~ N(Kx, diag σ²): M_0 = Σ_0 + μ_0μ_0ᵀ,
     M_{t+1} = (A + BK) M_t (A + BK)ᵀ + BΣBᵀ + W (the forward Lyapunov recursion)."""
     del lqr
-    _check_lqr_policy(env_params, gain, log_std)
+    gain, log_std = _check_lqr_policy(env_params, gain, log_std)
     horizon = _check_horizon(env_params.max_steps_in_episode)
     closed_loop = env_params.A + env_params.B @ gain
     step_noise = env_params.B @ jnp.diag(jnp.exp(2.0 * log_std)) @ env_params.B.T + env_params.noise_cov
@@ -548,7 +609,7 @@ def lqr_policy_gradient(lqr, env_params, gain: jax.Array, log_std: jax.Array) ->
     with P_t from `lqr_riccati` and M_t = E[x_t x_tᵀ] from `lqr_state_moments` (∂Q_t/∂u at the
     sampled action, averaged over the states the policy visits).
     """
-    _check_lqr_policy(env_params, gain, log_std)
+    gain, log_std = _check_lqr_policy(env_params, gain, log_std)
     ps = lqr_riccati(lqr, env_params, gain)[1:]  # P_{t+1}, t = 0..H-1
     ms = lqr_state_moments(lqr, env_params, gain, log_std)
     A, B, R, gamma = env_params.A, env_params.B, env_params.R, env_params.gamma

@@ -27,7 +27,19 @@ import numpy as np
 
 from rlpg import distributions, exact, returns
 from rlpg.algos import on_policy, reinforce
-from rlpg._checks import check_floating, check_key, check_rank, check_same_shape, check_shape, check_size
+from rlpg._checks import (
+    as_array,
+    check_floating,
+    check_in_interval,
+    check_index,
+    check_integer,
+    check_key,
+    check_min_rank,
+    check_rank,
+    check_same_shape,
+    check_shape,
+    check_size,
+)
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
 from rlpg.policies import Policy
 from rlpg.rollout import Trajectory, reset, rollout
@@ -78,6 +90,7 @@ def sample_episodes(
       (Trajectory [H, B, ...], mask [H, B] — 1 on the steps of each env's first episode).
     """
     check_key("key", key)
+    num_episodes = check_size("num_episodes", num_episodes)
     check_shape("logits", logits, (env.num_states, env.num_actions), "[S, A] of the env")
     horizon = int(params.max_steps_in_episode)
     reset_key, run_key = jax.random.split(key)
@@ -150,9 +163,15 @@ def tabular_estimate(obs: jax.Array, action: jax.Array, logits: jax.Array, weigh
     Returns:
       [..., S, A] one estimate per leading batch index (the sum over time, the mean over M).
     """
+    obs, action, logits, weights = (as_array(n, x) for n, x in (("obs", obs), ("action", action), ("logits", logits), ("weights", weights)))
     check_rank("logits", logits, 2, "[S, A]")
+    check_floating("logits", logits)
     check_floating("weights", weights)
+    check_min_rank("weights", weights, 2, "[T, ..., M]")
     check_same_shape(action=action, weights=weights)
+    check_integer("action", action)
+    check_shape("obs", obs, jnp.shape(action) + jnp.shape(logits)[:1], "[T, ..., M, S]: the shape of action, then S of logits [S, A]")
+    check_index("action", action, jnp.shape(logits)[-1])
     probs = jax.nn.softmax(obs @ logits, axis=-1)  # [T, ..., M, A]
     score_a = jax.nn.one_hot(action, logits.shape[-1], dtype=probs.dtype) - probs
     num = weights.shape[-1]
@@ -201,14 +220,22 @@ def estimator_stats(estimates, exact_grad, num_sigmas: float = 3.0) -> dict[str,
     """Bias, variance, RMSE and cosine of N estimates against the exact gradient.
 
     Args:
-      estimates: [N, ...] one estimate per batch. exact_grad: [...] ∇J.
+      estimates: [N, ...] one estimate per batch, N >= 1. exact_grad: [...] ∇J.
+      num_sigmas: >= 0, the width of bias_ci.
     Returns:
       {"bias": ‖mean − ∇J‖, "bias_ci": num_sigmas · sqrt(tr Cov / N) (the bias of an unbiased
       estimator exceeds it rarely), "variance": tr Cov (ddof 1), "rmse": sqrt(mean ‖ĝ − ∇J‖²),
       "cosine": mean cos(ĝ, ∇J) (0 for ĝ = 0), "num_batches": N}.
     """
-    g = np.asarray(estimates, np.float64).reshape(len(estimates), -1)
-    target = np.asarray(exact_grad, np.float64).reshape(-1)
+    g, target = np.asarray(estimates, np.float64), np.asarray(exact_grad, np.float64)
+    if g.ndim < 1 or g.shape[1:] != target.shape:
+        raise ValueError(
+            f"`estimates` must have shape [N, ...] = [N, *exact_grad.shape] with `exact_grad` {target.shape}; got {g.shape}."
+        )
+    if g.shape[0] < 1:
+        raise ValueError(f"`estimates` must hold at least one estimate (N >= 1); got shape {g.shape}.")
+    check_in_interval("num_sigmas", num_sigmas, 0.0, np.inf)
+    g, target = g.reshape(len(g), -1), target.reshape(-1)
     n = g.shape[0]
     variance = float(np.sum(np.var(g, axis=0, ddof=1))) if n > 1 else 0.0
     norms = np.linalg.norm(g, axis=1) * np.linalg.norm(target)

@@ -43,7 +43,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from rlpg import distributions, estimators, returns
-from rlpg._checks import check_in_interval, check_rank, check_size
+from rlpg._checks import as_array, check_in_interval, check_rank, check_shape, check_size
 from rlpg.policies import Policy
 from rlpg.rollout import env_action
 
@@ -56,6 +56,56 @@ def _check_gaussian_policy(policy: Policy) -> None:
             "`policy` must be Gaussian (distributions.gaussian) for a reparameterized action; "
             "a categorical policy has no pathwise gradient."
         )
+
+
+def _check_sample_trees(pathwise: Any, score: Any) -> int:
+    """N: `pathwise` and `score` are pytrees of the same structure whose leaves are per-sample
+    gradients [N, ...], leaf by leaf of one shape, with one N over all leaves."""
+    p_structure, s_structure = jax.tree.structure(pathwise), jax.tree.structure(score)
+    if p_structure != s_structure:
+        raise ValueError(
+            "`pathwise` and `score` must be gradients of the same parameters (one pytree structure); "
+            f"got {p_structure} and {s_structure}."
+        )
+    p_leaves, _ = jax.tree_util.tree_flatten_with_path(pathwise)
+    if not p_leaves:
+        raise ValueError(f"`pathwise` and `score` must hold per-sample gradients [N, ...]; got no arrays in {pathwise!r}.")
+    sizes = {}
+    for (path, p), s in zip(p_leaves, jax.tree.leaves(score)):
+        where = jax.tree_util.keystr(path)
+        for name, x in (("pathwise", p), ("score", s)):
+            if jnp.ndim(x) < 1:
+                raise ValueError(f"`{name}`{where} must be per-sample gradients [N, ...]; got shape {jnp.shape(x)} "
+                                 f"({type(x).__name__}).")
+        if jnp.shape(p) != jnp.shape(s):
+            raise ValueError(f"`pathwise`{where} and `score`{where} must have the same shape [N, ...]; "
+                             f"got {jnp.shape(p)} and {jnp.shape(s)}.")
+        sizes.setdefault(jnp.shape(p)[0], where)
+    if len(sizes) > 1:
+        listed = ", ".join(f"N = {n} at {where or 'the root'}" for n, where in sizes.items())
+        raise ValueError(f"`pathwise` and `score` must have one sample axis N on every leaf; got {listed}.")
+    return next(iter(sizes))
+
+
+def _check_keys(name: str, keys) -> int:
+    """N of a batch of PRNG keys: typed keys [N] or raw uint32 key data [N, 2] (or [N, 4]), as
+    `jax.random.split(key, N)` makes; a single key is refused, not read as its words."""
+    dtype, shape = getattr(keys, "dtype", None), getattr(keys, "shape", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    if typed:
+        ok, single = len(shape) == 1, shape == ()
+    else:
+        raw = dtype == jnp.uint32 and shape is not None
+        ok = raw and len(shape) == 2 and shape[1] in (2, 4)
+        single = raw and len(shape) == 1 and shape[0] in (2, 4)
+    if not ok:
+        got = f"{type(keys).__name__} {keys!r}" if dtype is None else f"dtype {dtype}, shape {shape}"
+        hint = " (one key: split it, jax.random.split(key, N))" if single else ""
+        raise TypeError(
+            f"`{name}` must be N PRNG keys [N] as jax.random.split(key, N) makes (uint32 [N, 2] or typed "
+            f"keys [N]); got {got}{hint}."
+        )
+    return shape[0]
 
 
 def reparameterized_action(key: jax.Array, policy: Policy, params: Any, obs: jax.Array) -> tuple[jax.Array, Any]:
@@ -210,11 +260,14 @@ def score_function_return(
     Returns:
       [] scalar whose value is R.
     """
+    horizon = check_size("horizon", horizon)
+    if baseline is not None:
+        baseline = as_array("baseline", baseline)
+        check_shape("baseline", baseline, (horizon,), f"[H], one per step of the horizon H = {horizon}")
     steps, weights = _episode(key, policy, params, env, env_params, horizon, gamma, detach_actions=True)
     rewards = jax.lax.stop_gradient(weights * steps["reward"])
     reward_to_go = jnp.cumsum(rewards[::-1])[::-1]
     if baseline is not None:
-        check_rank("baseline", baseline, 1, "[H]")
         reward_to_go = reward_to_go - jax.lax.stop_gradient(baseline)
     surrogate = jnp.sum((weights > 0) * steps["log_prob"] * reward_to_go)
     return jnp.sum(rewards) + surrogate - jax.lax.stop_gradient(surrogate)
@@ -223,6 +276,7 @@ def score_function_return(
 def leave_one_out_baseline(rewards: jax.Array) -> jax.Array:
     """b_i,t = mean_{j≠i} G_j,t: each episode's baseline from the others' reward-to-go, so the
     score-function estimate stays unbiased. rewards [N, H] (`episode_rewards`) -> [N, H]."""
+    rewards = as_array("rewards", rewards)
     check_rank("rewards", rewards, 2, "[N, H]")
     n = rewards.shape[0]
     if n < 2:
@@ -239,6 +293,7 @@ def inverse_variance_weights(pathwise: Any, score: Any) -> Any:
     lab's worlds the correlation of 16-episode means is at most 0.25 and even exact weights gain
     at most 3% from the covariance, while estimating it from 8 episodes costs 19-74% variance.
     pathwise, score: pytrees of per-sample gradients [N, ...] -> pytree [...]."""
+    _check_sample_trees(pathwise, score)
 
     def weight(p, s):
         var_p, var_s = jnp.var(p, axis=0), jnp.var(s, axis=0)
@@ -266,7 +321,7 @@ def mixed_gradient(pathwise: Any, score: Any) -> Any:
     1.1-3x the pathwise variance, which exact weights would match; with heavy-tailed pathwise
     samples, Pendulum at H = 64 under a zero-mean policy, 6x the score estimator's).
     """
-    n = jax.tree.leaves(pathwise)[0].shape[0]
+    n = _check_sample_trees(pathwise, score)
     if n < 4 or n % 2:
         raise ValueError(f"`pathwise` and `score` need an even number N >= 4 of samples; got N = {n}.")
     half = n // 2
@@ -342,7 +397,7 @@ def per_episode_gradients(
     halves `mixed_gradient` cross-fits, which keeps the mixture unbiased; 1 takes the baseline
     from all N (a score estimate alone varies a little less, but mixing it is biased).
     """
-    n = keys.shape[0]
+    n = _check_keys("keys", keys)
     if baseline_groups < 1 or n % baseline_groups or n // baseline_groups < 2:
         raise ValueError(f"`baseline_groups` must split the N = {n} episodes into equal groups of at least 2; "
                          f"got {baseline_groups}.")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlpg._checks import check_choice, check_floating, check_in_interval, check_rank, check_same_shape, check_shape
+from rlpg._checks import as_array, check_binary, check_choice, check_floating, check_in_interval, check_rank, check_same_shape, check_shape
 
 TDLoss = Literal["huber", "mse"]
 LOSSES = typing.get_args(TDLoss)
@@ -35,15 +35,21 @@ def td_target(
     Returns:
       [B] targets.
     """
+    reward, terminated = as_array("reward", reward), as_array("terminated", terminated)
+    next_q_target = as_array("next_q_target", next_q_target)
     check_rank("reward", reward, 1, "[B]")
     check_floating("reward", reward)
     check_same_shape(reward=reward, terminated=terminated)
+    check_binary("terminated", terminated)
     check_rank("next_q_target", next_q_target, 2, "[B, A]")
     check_shape("next_q_target", next_q_target, (reward.shape[0], next_q_target.shape[1]), "[B, A] with B = len(reward)")
+    if next_q_target.shape[1] < 1:
+        raise ValueError(f"`next_q_target` must have at least one action, A >= 1 in [B, A]; got shape {next_q_target.shape}.")
     check_in_interval("gamma", gamma, 0.0, 1.0)
     if next_q_online is None:
         next_value = next_q_target.max(axis=-1)
     else:
+        next_q_online = as_array("next_q_online", next_q_online)
         check_shape("next_q_online", next_q_online, next_q_target.shape, "the shape of next_q_target")
         best = jnp.argmax(next_q_online, axis=-1)
         next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
@@ -52,7 +58,10 @@ def td_target(
 
 
 def td_loss(q_taken: jax.Array, target: jax.Array, loss: str = "huber") -> jax.Array:
-    """mean ℓ(Q(s, a) − y): Huber (δ = 1) or ½ squared error. q_taken, target [B] -> []."""
+    """mean ℓ(Q(s, a) − y): Huber (δ = 1) or ½ squared error. q_taken, target [B] float -> []."""
+    q_taken, target = as_array("q_taken", q_taken), as_array("target", target)
+    check_floating("q_taken", q_taken)
+    check_floating("target", target)
     check_same_shape(q_taken=q_taken, target=target)
     check_choice("loss", loss, LOSSES)
     error = q_taken - target

@@ -11,11 +11,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rlpg._checks import check_key, check_positive, check_size
+
 
 def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: int = 0):
     """Adam on `{"policy": ..., "value": ...}` with each network's gradient clipped to global norm
     `max_grad_norm` apart (a large value loss must not shrink the policy's step). With
-    `anneal_steps` > 0 the learning rate decays linearly from `lr` to 0 over that many steps."""
+    `anneal_steps` > 0 the learning rate decays linearly from `lr` to 0 over that many steps.
+    lr and max_grad_norm given as numbers must be > 0 (jax arrays, traced or per seed, are the
+    caller's to check: the Configs check theirs)."""
+    _check_hparam("lr", lr)
+    _check_hparam("max_grad_norm", max_grad_norm)
+    anneal_steps = check_size("anneal_steps", anneal_steps, minimum=0)
     learning_rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
     tx = clipped_adam(learning_rate, max_grad_norm)
     return optax.multi_transform({"policy": tx, "value": tx}, lambda params: {k: k for k in params})
@@ -23,7 +30,17 @@ def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: 
 
 def clipped_adam(lr: float | jax.Array | optax.Schedule, max_grad_norm: float | jax.Array):
     """Adam on the whole gradient, clipped first to global norm `max_grad_norm`."""
+    if not callable(lr):
+        _check_hparam("lr", lr)
+    _check_hparam("max_grad_norm", max_grad_norm)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
+
+
+def _check_hparam(name: str, x) -> None:
+    """`x` > 0 and finite when it is a Python or NumPy number; a jax array is not read (inside
+    the algorithms it is traced, or one per seed, and their Configs check it)."""
+    if not isinstance(x, (jax.Array, jax.core.Tracer)):
+        check_positive(name, x)
 
 
 def optimizer_step(optimizer: optax.GradientTransformation, loss_fn: Callable, params: Any, opt_state, *args):
@@ -66,6 +83,8 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     sorting keys with an index array, which made a third of PPO's time. For n > 2¹⁶ (b < 16) it
     defers to `jax.random.permutation`.
     """
+    check_key("key", key)
+    n = check_size("n", n, minimum=0)
     index_bits = math.ceil(math.log2(max(n, 2)))
     random_bits = 32 - index_bits
     if random_bits < 16:
@@ -80,8 +99,20 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
 
 
 def minibatches(key: jax.Array, data: Any, num_minibatches: int) -> Any:
-    """Shuffle a batch (a pytree of [N, ...] leaves) and split it: leaves [M, N / M, ...]."""
-    n = jax.tree.leaves(data)[0].shape[0]
+    """Shuffle a batch (a pytree of [N, ...] leaves, one N) and split it: leaves [M, N / M, ...]."""
+    num_minibatches = check_size("num_minibatches", num_minibatches)
+    leaves, _ = jax.tree_util.tree_flatten_with_path(data)
+    if not leaves:
+        raise ValueError(f"`data` must hold arrays [N, ...]; got {data!r}.")
+    sizes = {}
+    for path, x in leaves:
+        if jnp.ndim(x) < 1:
+            raise ValueError(f"`data`{jax.tree_util.keystr(path)} must have the batch axis first, [N, ...]; got shape {jnp.shape(x)}.")
+        sizes.setdefault(jnp.shape(x)[0], jax.tree_util.keystr(path))
+    if len(sizes) > 1:
+        listed = ", ".join(f"N = {n} at `data`{where}" for n, where in sizes.items())
+        raise ValueError(f"`data` leaves must share one batch size N (else the shuffle drops data); got {listed}.")
+    n = next(iter(sizes))
     if n % num_minibatches:
         raise ValueError(f"`num_minibatches` ({num_minibatches}) must divide the batch size {n}.")
     order = permutation(key, n)
