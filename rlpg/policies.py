@@ -17,7 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from rlpg import distributions
-from rlpg._checks import as_array, check_choice, check_floating, check_hidden, check_index, check_integer, check_min_rank, check_rank, check_shape, check_size
+from rlpg._checks import (
+    as_array, check_bool, check_choice, check_floating, check_hidden, check_in_interval, check_index, check_integer, check_min_rank,
+    check_rank, check_shape, check_size,
+)
 
 
 class Policy(NamedTuple):
@@ -72,8 +75,10 @@ def observation_action_features(num_actions: int):
 
     φ(o, a)[f·A + a'] = o_f · 1[a = a'], so φ(o, a)ᵀθ = Σ_f o_f W[f, a] with W = θ.reshape(F, A).
     """
+    check_size("num_actions", num_actions)
 
     def features(obs: jax.Array) -> jax.Array:
+        obs = as_array("obs", obs)
         check_min_rank("obs", obs, 1, "[..., F]")
         num_features = jnp.shape(obs)[-1]
         eye = jnp.eye(num_actions, dtype=jnp.result_type(obs, jnp.float32))
@@ -146,6 +151,8 @@ def linear_gaussian(
     """
     check_size("num_features", num_features)
     check_size("action_dim", action_dim)
+    check_bool("learn_log_std", learn_log_std)
+    check_in_interval("init_log_std", init_log_std, -math.inf, math.inf)
     fixed_log_std = jnp.full((action_dim,), init_log_std, jnp.float32)
 
     def init(key):
@@ -253,6 +260,8 @@ def mlp_gaussian(
     """a ~ N(μ(s), σ²): mean [..., D] from an MLP; log σ a learned [D] vector
     (state-independent) or a second head of the MLP [..., D] (`state_dependent_std=True`)."""
     obs_shape, hidden = _check_mlp(obs_shape, hidden, activation, action_dim=action_dim)
+    check_bool("state_dependent_std", state_dependent_std)
+    check_in_interval("init_log_std", init_log_std, -math.inf, math.inf)
     net = _GaussianHead(hidden, action_dim, activation, state_dependent_std, init_log_std)
     return Policy(
         init=lambda key: net.init(key, jnp.zeros((1, math.prod(obs_shape)))),
@@ -332,6 +341,7 @@ def epsilon_greedy(q_network: Policy) -> Policy:
         q = q_network.apply(params["q"], obs)
         greedy = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
         epsilon = params["epsilon"]
+        check_in_interval("epsilon", epsilon, 0.0, 1.0)  # concrete only: traced inside training
         return jnp.log(epsilon / q.shape[-1] + (1.0 - epsilon) * greedy)
 
     return Policy(init=q_network.init, apply=apply, distribution=distributions.categorical)

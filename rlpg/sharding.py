@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from rlpg import algos
+from rlpg._checks import check_size
 from rlpg.algos.common import Algorithm
 
 SEEDS = "seeds"
@@ -51,9 +52,7 @@ def make_mesh(seeds: int = 1, envs: int = 1, devices: Sequence[jax.Device] | Non
     Both axes are `AxisType.Auto`: the env axis relies on XLA propagating shardings.
     """
     devices = list(jax.devices() if devices is None else devices)
-    for name, size in (("seeds", seeds), ("envs", envs)):
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"`{name}` must be a positive integer; got {size!r}.")
+    seeds, envs = check_size("seeds", seeds), check_size("envs", envs)  # NumPy integers too
     if seeds * envs != len(devices):
         raise ValueError(
             f"`seeds` × `envs` must equal the number of devices ({len(devices)}); "
@@ -65,7 +64,7 @@ def make_mesh(seeds: int = 1, envs: int = 1, devices: Sequence[jax.Device] | Non
 def check_divisible(mesh: Mesh, num_seeds: int | None = None, num_envs: int | None = None) -> None:
     """Raise ValueError unless num_seeds splits evenly over the "seeds" axis and num_envs over "envs"."""
     for name, count, axis in (("num_seeds", num_seeds, SEEDS), ("num_envs", num_envs, ENVS)):
-        if count is not None and count % mesh.shape[axis]:
+        if count is not None and check_size(name, count) % mesh.shape[axis]:
             raise ValueError(
                 f"`{name}` ({count}) must be divisible by the mesh's {axis!r} axis ({mesh.shape[axis]} devices)."
             )
@@ -140,6 +139,7 @@ def reporting_seeds(mesh: Mesh, num_seeds: int) -> int:
     the seed's "envs" row: all `num_seeds` in a single process, only the rows this process
     leads in a multi-host run.
     """
+    check_divisible(mesh, num_seeds=num_seeds)
     rows_here = sum(row[0].process_index == jax.process_index() for row in mesh.devices)
     return num_seeds // mesh.shape[SEEDS] * rows_here
 

@@ -571,3 +571,35 @@ def test_second_audit_lists_give_the_arrays_numbers():
                      VL.td_target(reward, terminated, Q_NEXT, 0.9, online))
     for loss in ("huber", "mse"):
         _assert_same(VL.td_loss(_tolist(reward), _tolist(Q_NEXT[:, 0]), loss), VL.td_loss(reward, Q_NEXT[:, 0], loss))
+
+
+# --- bad input, the audit's remaining cases (sharding, policies, envs, numeric_hparams)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: rlpg.sharding.check_divisible(rlpg.sharding.make_mesh(1, 1), num_seeds=0), ValueError, "`num_seeds` must be a positive integer; got 0"),
+        (lambda: rlpg.sharding.check_divisible(rlpg.sharding.make_mesh(1, 1), num_envs="2"), ValueError, "`num_envs` must be a positive integer; got '2'"),
+        (lambda: rlpg.sharding.reporting_seeds(rlpg.sharding.make_mesh(1, 1), -3), ValueError, "`num_seeds` must be a positive integer; got -3"),
+        (lambda: P.observation_action_features(0), ValueError, "`num_actions` must be a positive integer; got 0"),
+        (lambda: P.linear_gaussian(lambda o: o, 2, 1, learn_log_std="no"), TypeError, "`learn_log_std` must be True or False"),
+        (lambda: P.linear_gaussian(lambda o: o, 2, 1, init_log_std=[0.0, 0.0]), ValueError, r"`init_log_std` must be a scalar; got shape \(2,\)"),
+        (lambda: P.mlp_gaussian((3,), 1, (4,), state_dependent_std="yes"), TypeError, "`state_dependent_std` must be True or False"),
+        (lambda: P.epsilon_greedy(P.mlp_categorical((3,), 2, (4,))).apply({"q": P.mlp_categorical((3,), 2, (4,)).init(KEY), "epsilon": 1.5}, jnp.zeros(3)),
+         ValueError, r"`epsilon` must lie in \[0.0, 1.0\]; got 1.5"),
+        (lambda: rlpg.envs.MultiArmedBandit([]), ValueError, "`arm_means` must hold at least one arm"),
+        (lambda: rlpg.envs.CliffWalking(max_steps_in_episode=2.5), ValueError, "`max_steps_in_episode` must be a positive integer; got 2.5"),
+        (lambda: rlpg.algos.numeric_hparams(reinforce.Config(), 0), ValueError, "`num_seeds` must be a positive integer; got 0"),
+    ],
+)
+def test_the_audits_remaining_cases_name_the_argument(call, error, words):
+    """Each returned something before: a mesh check passing 0 or -3 seeds, features of 0 actions,
+    a string taken for True, ε = 1.5 giving log-probabilities of a negative probability, a bandit
+    with no arm, a time limit of 2.5 truncated to 2, hparams of no seed."""
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_numpy_integers_make_a_mesh():
+    assert rlpg.sharding.make_mesh(np.int64(1), np.int64(1)).shape == {"seeds": 1, "envs": 1}

@@ -104,7 +104,7 @@ def numeric_hparams(config: Any, num_seeds: int | None = None) -> dict[str, jax.
     compile to one program, which the persistent compilation cache then serves to all of them.
     The numbers equal those of a sweep over the same values; against `train(key)` with the values
     as constants they may differ in the last bits (XLA folds constants)."""
-    shape = () if num_seeds is None else (num_seeds,)
+    shape = () if num_seeds is None else (check_size("num_seeds", num_seeds),)
     return {name: jnp.full(shape, getattr(config, name)) for name in numeric_fields(config)}
 
 

@@ -36,6 +36,8 @@ class MultiArmedBandit(FiniteEnv):
         arm_means = jnp.asarray(arm_means, jnp.result_type(float))
         check_rank("arm_means", arm_means, 1, "[K]")
         K = arm_means.shape[0]
+        if K < 1:
+            raise ValueError(f"`arm_means` must hold at least one arm, [K >= 1]; got shape {arm_means.shape}.")
         arm_stds = jnp.asarray(np.ones(K) if arm_stds is None else arm_stds, arm_means.dtype)
         if arm_stds.shape != (K,):
             raise ValueError(f"`arm_stds` must have shape ({K},) like `arm_means`; got {arm_stds.shape}.")

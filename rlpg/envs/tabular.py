@@ -47,7 +47,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from rlpg import exact, policies
-from rlpg._checks import check_in_interval, check_rank, check_shape
+from rlpg._checks import check_in_interval, check_rank, check_shape, check_size
 from rlpg.policies import Policy
 
 
@@ -120,8 +120,7 @@ class FiniteEnv(environment.Environment[FiniteEnvState, FiniteEnvParams]):
         check_shape("reward_std", reward_std, (S, A), "[S, A]")
         if np.any(np.asarray(reward_std) < 0):
             raise ValueError("`reward_std` must be >= 0.")
-        if int(max_steps_in_episode) < 1:
-            raise ValueError(f"`max_steps_in_episode` must be >= 1; got {max_steps_in_episode}.")
+        check_size("max_steps_in_episode", max_steps_in_episode)  # an int >= 1 (2.5 was truncated to 2)
         term = np.asarray(terminal)
         P, r, noise = np.asarray(mdp.transitions), np.asarray(mdp.rewards), np.asarray(reward_std)
         for s in np.flatnonzero(term):
