@@ -15,18 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg._checks import (
-    _CHECKIFY,
-    _concrete,
-    _summary,
-    _value_check,
-    as_array,
-    check_finite,
-    check_floating,
-    check_index,
-    check_integer,
-    check_key,
-    check_min_rank,
-    check_number,
+    _CHECKIFY, _concrete, _summary, _value_check, as_array, check_finite, check_floating, check_index, check_integer,
+    check_key, check_min_rank, check_number,
 )
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # Python and NumPy constants: importing runs no XLA program

@@ -26,19 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg._checks import (
-    _concrete,
-    _value_check,
-    as_array,
-    check_finite,
-    check_floating,
-    check_in_interval,
-    check_index,
-    check_integer,
-    check_key,
-    check_min_rank,
-    check_rank,
-    check_shape,
-    check_size,
+    _concrete, _value_check, as_array, check_finite, check_floating, check_in_interval, check_index, check_integer,
+    check_key, check_min_rank, check_rank, check_shape, check_size,
 )
 from rlpg.distributions import _check_some_finite
 from rlpg.policies import linear_softmax_logits

@@ -28,17 +28,8 @@ import numpy as np
 from rlpg import distributions, exact, returns
 from rlpg.algos import on_policy, reinforce
 from rlpg._checks import (
-    as_array,
-    check_floating,
-    check_in_interval,
-    check_index,
-    check_integer,
-    check_key,
-    check_min_rank,
-    check_rank,
-    check_same_shape,
-    check_shape,
-    check_size,
+    as_array, check_floating, check_in_interval, check_index, check_integer, check_key, check_min_rank, check_rank,
+    check_same_shape, check_shape, check_size,
 )
 from rlpg.envs.tabular import FiniteEnv, FiniteEnvParams
 from rlpg.policies import Policy
