@@ -207,6 +207,40 @@ def check_index(name: str, x, size: int) -> None:
     )
 
 
+def check_index_as_given(name: str, x, size: int) -> None:
+    """`check_index` on a Python or NumPy integer `x` as given, before `as_array` makes it int32,
+    which wraps an int64 beyond 2**31 (2**33 + 1 becomes 1) into the range; jax arrays and other
+    kinds are left to the checks after conversion."""
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return
+    try:
+        value = np.asarray(x)
+    except Exception:  # noqa: BLE001 - not a number: as_array names it
+        return
+    if value.dtype.kind in "iu":
+        check_index(name, value, size)
+
+
+def check_leading_size(name: str, tree: Any, axis: str = "N") -> int:
+    """The leading size `axis` shared by every leaf of the pytree `tree` (argument `name`);
+    ValueError naming the leaf if one has no leading axis or another size, or if `tree` holds no
+    array."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    if not leaves:
+        raise ValueError(f"`{name}` must hold arrays [{axis}, ...]; got {tree!r}.")
+    sizes = {}
+    for path, x in leaves:
+        where = f"`{name}`{jax.tree_util.keystr(path)}"
+        if jnp.ndim(x) < 1:
+            raise ValueError(f"{where} must have the batch axis first, [{axis}, ...]; got shape {jnp.shape(x)} "
+                             f"({type(x).__name__}).")
+        sizes.setdefault(jnp.shape(x)[0], where)
+    if len(sizes) > 1:
+        listed = ", ".join(f"{axis} = {n} at {where}" for n, where in sizes.items())
+        raise ValueError(f"`{name}` leaves must share one batch size {axis} (row i of every leaf is sample i); got {listed}.")
+    return next(iter(sizes))
+
+
 def check_nonnegative(name: str, x) -> None:
     """Raises ValueError if a concrete `x` (counts, steps taken) has an entry below 0."""
     _value_check(

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg._checks import (
-    _CHECKIFY, _concrete, _summary, _value_check, as_array, check_finite, check_floating, check_index, check_integer,
-    check_key, check_min_rank, check_number,
+    _CHECKIFY, _concrete, _summary, _value_check, as_array, check_finite, check_floating, check_index, check_index_as_given,
+    check_integer, check_key, check_min_rank, check_number,
 )
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # Python and NumPy constants: importing runs no XLA program
@@ -53,14 +53,12 @@ def _check_some_finite(name: str, logits) -> None:
 
 
 def _check_same_last_axis(axis: str, **arrays) -> None:
-    """ValueError naming the arrays unless they share the last axis (`axis`: A or D) and their
-    leading axes broadcast."""
+    """ValueError naming the arrays unless they share the last axis (`axis`: A or D)."""
     shapes = {n: jnp.shape(x) for n, x in arrays.items()}
     if len({s[-1] for s in shapes.values()}) > 1:
         names = " and ".join(f"`{n}`" for n in shapes)
         listed = ", ".join(f"`{n}` {s}" for n, s in shapes.items())
         raise ValueError(f"{names} must have the same last axis {axis}; got {listed}.")
-    _check_broadcast(**arrays)
 
 
 def _check_broadcast(**arrays) -> None:
@@ -70,19 +68,6 @@ def _check_broadcast(**arrays) -> None:
     except ValueError:
         listed = ", ".join(f"`{n}` {jnp.shape(x)}" for n, x in arrays.items())
         raise ValueError(f"shapes must match (or broadcast): {listed}.") from None
-
-
-def _check_index_before_conversion(name: str, x, size: int) -> None:
-    """The range of a Python or NumPy integer `x` as given: `as_array` makes it int32, which
-    wraps an int64 beyond 2**31 (2**33 + 1 becomes 1) into the range."""
-    if isinstance(x, (jax.Array, jax.core.Tracer)):
-        return
-    try:
-        value = np.asarray(x)
-    except Exception:  # noqa: BLE001 - not a number: as_array names it
-        return
-    if value.dtype.kind in "iu":
-        check_index(name, value, size)
 
 
 def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
@@ -95,7 +80,7 @@ def categorical_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
       [...] log-probabilities.
     """
     logits = _check_logits(logits)
-    _check_index_before_conversion("action", action, jnp.shape(logits)[-1])
+    check_index_as_given("action", action, jnp.shape(logits)[-1])
     action = as_array("action", action)
     check_integer("action", action)
     if jnp.shape(action) != jnp.shape(logits)[:-1]:
@@ -141,6 +126,7 @@ def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
     (one A; the leading axes broadcast)."""
     p_logits, q_logits = _check_logits(p_logits, "p_logits"), _check_logits(q_logits, "q_logits")
     _check_same_last_axis("A (actions)", p_logits=p_logits, q_logits=q_logits)
+    _check_broadcast(p_logits=p_logits, q_logits=q_logits)
     p, log_p = _log_softmax_on_support(p_logits)
     log_q = jnp.where(p > 0, jax.nn.log_softmax(q_logits, axis=-1), 0.0)
     return jnp.sum(p * (log_p - log_q), axis=-1)
@@ -223,7 +209,7 @@ def gaussian_kl(
     leading axes of all four broadcast)."""
     p_mean, p_log_std = _check_gaussian(p_mean, p_log_std, "p_")
     q_mean, q_log_std = _check_gaussian(q_mean, q_log_std, "q_")
-    _check_same_last_axis("D (action dimensions)", p_mean=p_mean, q_mean=q_mean)  # the same D, batch axes that broadcast
+    _check_same_last_axis("D (action dimensions)", p_mean=p_mean, q_mean=q_mean)
     _check_broadcast(p_mean=p_mean, p_log_std=p_log_std, q_mean=q_mean, q_log_std=q_log_std)
     ratio = jnp.exp(2.0 * (p_log_std - q_log_std))
     z = (p_mean - q_mean) * jnp.exp(-q_log_std)

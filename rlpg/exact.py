@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg._checks import (
-    _concrete, _value_check, as_array, check_finite, check_floating, check_in_interval, check_index, check_integer,
-    check_key, check_min_rank, check_rank, check_shape, check_size,
+    _concrete, _value_check, as_array, check_finite, check_floating, check_in_interval, check_index, check_index_as_given,
+    check_integer, check_key, check_min_rank, check_rank, check_shape, check_size,
 )
 from rlpg.distributions import _check_some_finite
 from rlpg.policies import linear_softmax_logits
@@ -383,8 +383,7 @@ def finite_horizon_values(
     """
     logits = _check_logits(mdp, logits, discounted=False)
     horizon = _check_horizon(horizon)
-    check_in_interval("discount", discount, 0.0, 1.0)
-    check_rank("discount", discount, 0, "(a scalar: one γ for every state)")
+    check_in_interval("discount", discount, 0.0, 1.0)  # a scalar: one γ for every state
     _, p_pi, r_pi = _markov_chain(mdp, logits)
 
     def step(v_next, _):
@@ -537,15 +536,15 @@ def lqr_value(lqr, env_params, gain: jax.Array, log_std: jax.Array, x: jax.Array
     check_min_rank("x", x, 1, "[..., n]")
     if jnp.shape(x)[-1] != n:
         raise ValueError(f"`x` must have shape [..., n] with the state size n = {n} of env_params.A; got {jnp.shape(x)}.")
-    given, t = t, as_array("t", t)
+    horizon = _check_horizon(env_params.max_steps_in_episode)
+    check_index_as_given("t", t, horizon + 1)  # steps taken, 0..H
+    t = as_array("t", t)
     check_integer("t", t)
     try:
         jnp.broadcast_shapes(jnp.shape(x)[:-1], jnp.shape(t))
     except ValueError:
         raise ValueError(f"`t` must be a scalar or broadcast with the batch axes of `x` {jnp.shape(x)}; got shape {jnp.shape(t)}.") from None
-    horizon = _check_horizon(env_params.max_steps_in_episode)
-    check_index("t", given if isinstance(given, (int, np.integer, np.ndarray)) else t, horizon + 1)  # steps taken, 0..H
-    t = t if isinstance(given, (list, tuple)) else given  # index with t as given: the numbers of before
+    check_index("t", t, horizon + 1)
     ps = lqr_riccati(lqr, env_params, gain)
     c = _lqr_offsets(env_params, ps, log_std)
     return -(jnp.einsum("...i,...ij,...j->...", x, ps[t], x) + c[t])

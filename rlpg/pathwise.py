@@ -43,7 +43,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from rlpg import distributions, estimators, returns
-from rlpg._checks import as_array, check_in_interval, check_rank, check_shape, check_size
+from rlpg._checks import as_array, check_in_interval, check_leading_size, check_rank, check_shape, check_size
 from rlpg.policies import Policy
 from rlpg.rollout import env_action
 
@@ -67,24 +67,13 @@ def _check_sample_trees(pathwise: Any, score: Any) -> int:
             "`pathwise` and `score` must be gradients of the same parameters (one pytree structure); "
             f"got {p_structure} and {s_structure}."
         )
-    p_leaves, _ = jax.tree_util.tree_flatten_with_path(pathwise)
-    if not p_leaves:
-        raise ValueError(f"`pathwise` and `score` must hold per-sample gradients [N, ...]; got no arrays in {pathwise!r}.")
-    sizes = {}
-    for (path, p), s in zip(p_leaves, jax.tree.leaves(score)):
-        where = jax.tree_util.keystr(path)
-        for name, x in (("pathwise", p), ("score", s)):
-            if jnp.ndim(x) < 1:
-                raise ValueError(f"`{name}`{where} must be per-sample gradients [N, ...]; got shape {jnp.shape(x)} "
-                                 f"({type(x).__name__}).")
+    n = check_leading_size("pathwise", pathwise)
+    for (path, p), s in zip(jax.tree_util.tree_flatten_with_path(pathwise)[0], jax.tree.leaves(score)):
         if jnp.shape(p) != jnp.shape(s):
+            where = jax.tree_util.keystr(path)
             raise ValueError(f"`pathwise`{where} and `score`{where} must have the same shape [N, ...]; "
                              f"got {jnp.shape(p)} and {jnp.shape(s)}.")
-        sizes.setdefault(jnp.shape(p)[0], where)
-    if len(sizes) > 1:
-        listed = ", ".join(f"N = {n} at {where or 'the root'}" for n, where in sizes.items())
-        raise ValueError(f"`pathwise` and `score` must have one sample axis N on every leaf; got {listed}.")
-    return next(iter(sizes))
+    return n
 
 
 def _check_keys(name: str, keys) -> int:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlpg._checks import _concrete, check_key, check_size
+from rlpg._checks import _concrete, check_key, check_leading_size, check_size
 
 
 @struct.dataclass
@@ -48,16 +48,7 @@ def add(buffer: ReplayBuffer, transitions: Any) -> ReplayBuffer:
             f"`transitions` must have the buffer's structure {jax.tree.structure(buffer.data)}; "
             f"got {jax.tree.structure(transitions)}."
         )
-    leaves, _ = jax.tree_util.tree_flatten_with_path(transitions)
-    if not leaves:
-        raise ValueError(f"`transitions` must hold arrays [B, ...]; got {transitions!r}.")
-    for path, x in leaves:
-        if jnp.ndim(x) < 1:
-            raise ValueError(
-                f"`transitions`{jax.tree_util.keystr(path)} must have a batch axis first, [B, ...]; got shape "
-                f"{jnp.shape(x)} ({type(x).__name__}) (one transition x: pass x[None])."
-            )
-    batch = jnp.shape(leaves[0][1])[0]
+    batch = check_leading_size("transitions", transitions, "B")  # one transition x: pass x[None]
     if batch > buffer.capacity:
         raise ValueError(f"`transitions` hold {batch} transitions, more than the buffer's capacity {buffer.capacity}.")
     jax.tree_util.tree_map_with_path(

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlpg._checks import check_key, check_positive, check_size
+from rlpg._checks import check_key, check_leading_size, check_positive, check_size
 
 
 def adam(lr: float | jax.Array, max_grad_norm: float | jax.Array, anneal_steps: int = 0):
@@ -101,18 +101,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
 def minibatches(key: jax.Array, data: Any, num_minibatches: int) -> Any:
     """Shuffle a batch (a pytree of [N, ...] leaves, one N) and split it: leaves [M, N / M, ...]."""
     num_minibatches = check_size("num_minibatches", num_minibatches)
-    leaves, _ = jax.tree_util.tree_flatten_with_path(data)
-    if not leaves:
-        raise ValueError(f"`data` must hold arrays [N, ...]; got {data!r}.")
-    sizes = {}
-    for path, x in leaves:
-        if jnp.ndim(x) < 1:
-            raise ValueError(f"`data`{jax.tree_util.keystr(path)} must have the batch axis first, [N, ...]; got shape {jnp.shape(x)}.")
-        sizes.setdefault(jnp.shape(x)[0], jax.tree_util.keystr(path))
-    if len(sizes) > 1:
-        listed = ", ".join(f"N = {n} at `data`{where}" for n, where in sizes.items())
-        raise ValueError(f"`data` leaves must share one batch size N (else the shuffle drops data); got {listed}.")
-    n = next(iter(sizes))
+    n = check_leading_size("data", data)  # one N: leaves of another size would lose data in the shuffle
     if n % num_minibatches:
         raise ValueError(f"`num_minibatches` ({num_minibatches}) must divide the batch size {n}.")
     order = permutation(key, n)
