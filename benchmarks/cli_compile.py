@@ -31,6 +31,7 @@ RUNS = {  # in this order, on one cache folder; the first fills it
     "the same run again": [],
     "--lr 1e-3": ["--lr", "1e-3"],
     "--ent-coef 0.01 --gamma 0.95": ["--ent-coef", "0.01", "--gamma", "0.95"],
+    "--num-seeds 3 (one program per seed)": ["--num-seeds", "3"],
     "--num-envs 32 (static: new programs)": ["--num-envs", "32"],
 }
 QUICK = ["--total-timesteps", "20480"]
@@ -56,7 +57,7 @@ def one_round(quick: bool) -> dict[str, dict]:
             run_in_new_process(["-m", "experiments.train", f"--out={run_dir}", f"--compile-cache={Path(tmp) / 'cache'}",
                                 *run_flags(name, quick)])
             summary = json.loads((run_dir / "summary.json").read_text())
-            out[name] = {key: summary[key] for key in ("compile_seconds", "train_seconds")}
+            out[name] = {key: summary[key] for key in ("compile_seconds", "train_seconds", "xla_programs", "xla_programs_from_cache")}
             print(f"{name}: compile {out[name]['compile_seconds']:.2f}s, train {out[name]['train_seconds']:.2f}s", flush=True)
     return out
 
@@ -78,7 +79,8 @@ def main() -> None:
         seconds = [r[name]["compile_seconds"] for r in rounds]
         share = [r[name]["compile_seconds"] / r[first]["compile_seconds"] for r in rounds]
         rows[name] = {"flags": RUNS[name], "compile_seconds": seconds, "of_first": share,
-                      "train_seconds": [r[name]["train_seconds"] for r in rounds]}
+                      "train_seconds": [r[name]["train_seconds"] for r in rounds],
+                      **{key: [r[name][key] for r in rounds] for key in ("xla_programs", "xla_programs_from_cache")}}
     result = {"device": device, "jax": jax.__version__, "quick": args.quick, "rounds": args.rounds, "runs": rows}
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"cli-compile-{jax.devices()[0].platform}"
@@ -87,8 +89,10 @@ def main() -> None:
              f"The default run{' at ' + QUICK[1] + ' env steps per seed' if args.quick else ''}, then runs that differ "
              f"from it, in new processes on one cache folder; {args.rounds} round(s), each on an empty folder. "
              "`compile_seconds` from each run's summary.json.", "",
-             "| run | compile s | of the first run's | train s |", "| --- | ---: | ---: | ---: |"]
+             "| run | compile s | of the first run's | XLA programs from the cache | train s |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {name} | {value_range(r['compile_seconds'])} | {value_range(np.multiply(r['of_first'], 100), '{:.0f}')}% | "
+              f"{value_range(r['xla_programs_from_cache'], '{:d}')} of {value_range(r['xla_programs'], '{:d}')} | "
               f"{value_range(r['train_seconds'])} |" for name, r in rows.items()]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:]))

@@ -209,3 +209,31 @@ def test_main_trains_what_prepare_set_up(tmp_path, monkeypatch):
     assert (setup.args.algo, setup.args.num_seeds, setup.out, setup.found) == ("ppo", 2, tmp_path / "run", None)
     assert setup.config == train_cli.algos.ALGOS["ppo"].Config(log_every=train_cli.ScriptArgs.log_every).validate()
     assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_seed_by_seed_compiles_one_seed_and_gives_what_the_loop_over_seeds_gives():
+    """On one device the CLI compiles each program for one seed and calls it per seed: a program
+    traced with the seed axis (compiled for all seeds), or seed 0's inputs given to every seed,
+    fails here; the loop over the seeds in one program (`algos.over_seeds`) is the reference."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    traced = []
+
+    def fn(key, hparams):
+        traced.append((key.shape, hparams["lr"].shape))
+        x = jax.random.normal(key, (3,)) * hparams["lr"]
+        return {"x": x, "sum": x.sum()}, jax.random.split(key)[0]
+
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4))
+    hparams = {"lr": jnp.array([1.0, 2.0, 3.0, 4.0])}
+    run = train_cli.seed_by_seed(fn, keys, hparams)
+    got = run(keys, hparams)
+    assert traced == [((2,), ())]  # traced once, with one seed's shapes,
+    assert jax.tree.map(lambda arg: arg.shape, run.compiled.args_info) == (((2,), {"lr": ()}), {})  # compiled so
+    expected = jax.jit(algos.over_seeds(fn))(keys, hparams)
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)  # the same computation per seed, on one machine

@@ -27,15 +27,15 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cartpole"
     args = train_cli.Args(num_seeds=2, total_timesteps=200_000, eval_episodes=4, log_every=25, out=out)
     jump = [0.0]
-    make_evaluate = train_cli.algos.make_evaluate
+    evaluate_fn = train_cli.algos.evaluate_fn
 
-    def slow_make_evaluate(*evaluate_args, **evaluate_kwargs):
+    def slow_evaluate_fn(*evaluate_args, **evaluate_kwargs):
         jump[0] += EVAL_BUILD_S
-        return make_evaluate(*evaluate_args, **evaluate_kwargs)
+        return evaluate_fn(*evaluate_args, **evaluate_kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_cli, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + jump[0]))
-        patch.setattr(train_cli.algos, "make_evaluate", slow_make_evaluate)
+        patch.setattr(train_cli.algos, "evaluate_fn", slow_evaluate_fn)
         summary = train_cli.run(args)
     return out, summary
 

@@ -60,10 +60,17 @@ def make_evaluate(algorithm: Algorithm, num_episodes: int, greedy: bool = True, 
     vmap on a CPU).
     """
 
+    return jax.jit(over_seeds(evaluate_fn(algorithm, num_episodes, greedy), vectorize))
+
+
+def evaluate_fn(algorithm: Algorithm, num_episodes: int, greedy: bool = True) -> Callable:
+    """One seed's `evaluate(key, policy_params) -> returns [num_episodes]` (`rollout.evaluate`
+    in `algorithm.env`), as `train_fn` is one seed's train; `make_evaluate` runs it over seeds."""
+
     def evaluate(key, policy_params):
         return rollout.evaluate(key, algorithm.policy, policy_params, algorithm.env, algorithm.env_params, num_episodes, greedy)
 
-    return jax.jit(over_seeds(evaluate, vectorize))
+    return evaluate
 
 
 def _check_seed_axis(args: tuple) -> None:
@@ -88,6 +95,6 @@ def _path_name(path) -> str:
 
 
 __all__ = [
-    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "make_evaluate", "npg", "numeric_hparams", "on_policy", "optim",
+    "ALGOS", "Algorithm", "TrainState", "a2c", "apg", "dqn", "evaluate_fn", "make_evaluate", "npg", "numeric_hparams", "on_policy", "optim",
     "over_seeds", "ppo", "reinforce", "run_updates", "train_fn",
 ]
