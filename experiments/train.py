@@ -270,21 +270,12 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     if mesh is not None and mesh.shape[sharding.ENVS] > 1:
         algorithm = sharding.shard_envs(algorithm, mesh)
 
-    def compile_over_seeds(fn, *inputs):
-        """A per-seed `fn` over the seeds of `inputs` [S, ...], compiled: seed by seed on one
-        device (`seed_by_seed`), else one program over all seeds, vmapped or split over the mesh."""
-        if mesh is None and not args.vectorize_seeds:
-            return seed_by_seed(fn, *inputs)
-        if mesh is None:
-            return jax.jit(algos.over_seeds(fn, vectorize=True)).lower(*inputs).compile()
-        return jax.jit(sharding.shard_seeds(fn, mesh, args.vectorize_seeds)).lower(*inputs).compile()
-
     keys = jax.vmap(jax.random.PRNGKey)(args.seed + jnp.arange(args.num_seeds))
     hparams = algos.numeric_hparams(config, args.num_seeds)
     chunk = args.checkpoint_every or progress_chunk(algorithm.num_updates, args.log_every)
 
     t0 = time.perf_counter()
-    state = jax.block_until_ready(compile_over_seeds(algorithm.init, keys, hparams)(keys, hparams))
+    state = jax.block_until_ready(compile_over_seeds(algorithm.init, (keys, hparams), mesh, args.vectorize_seeds)(keys, hparams))
     compile_s, train_s = time.perf_counter() - t0, 0.0
     metrics: dict[str, np.ndarray] = {}
     done = 0  # updates so far, the same for every seed
@@ -304,7 +295,8 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
             n = min(chunk, algorithm.num_updates - done)
             if n not in compiled:
                 t0 = time.perf_counter()
-                compiled[n] = compile_over_seeds(lambda s, n=n: algos.run_updates(algorithm.update, s, n), state)
+                compiled[n] = compile_over_seeds(lambda s, n=n: algos.run_updates(algorithm.update, s, n), (state,), mesh,
+                                                 args.vectorize_seeds)
                 compile_s += time.perf_counter() - t0
             if mesh is not None:  # a compiled program takes only the layout it was compiled for; on a
                 # mesh XLA may lay a chunk's output state out otherwise (PPO's per-env return carry)
@@ -330,7 +322,7 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     t0 = time.perf_counter()
     evaluate = algos.evaluate_fn(algorithm, args.eval_episodes, args.greedy_eval)
-    evaluate = compile_over_seeds(evaluate, eval_keys, state.params["policy"])
+    evaluate = compile_over_seeds(evaluate, (eval_keys, state.params["policy"]), mesh, args.vectorize_seeds)
     compile_s += time.perf_counter() - t0
     eval_returns = np.asarray(evaluate(eval_keys, state.params["policy"]))
 
@@ -368,17 +360,30 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     return summary
 
 
-def seed_by_seed(fn: Callable, *inputs) -> Callable:
-    """`fn` over the seeds of `inputs` [S, ...] as one single-seed program, compiled once and
-    called once per seed (outputs stacked, [S, ...]): the CLI's programs on one device without
-    --vectorize-seeds. The same numbers as `jax.jit(algos.over_seeds(fn))`, bit for bit (its
-    `lax.map` runs each seed's computation as the lone program does), from a program that
-    compiles faster: the map slices every argument and stacks every output leaf inside its loop
-    (54 leaves of REINFORCE's state), which took about 1 of the default chunk's 3.5 s of compile.
-    One program serves every --num-seeds, so the compilation cache shares it between them.
-    The returned function's `.compiled` is that one-seed program."""
-    one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype), inputs)
-    compiled = jax.jit(fn).lower(*one_seed).compile()
+def compile_over_seeds(fn: Callable, inputs: tuple, mesh, vectorize: bool) -> Callable:
+    """A per-seed `fn` over the seeds of `inputs` [S, ...], compiled: on one device (`mesh` None)
+    without `vectorize`, one program for one seed called seed by seed (`seed_by_seed`); else one
+    program over all seeds, vmapped or split over the mesh (`sharding.shard_seeds`)."""
+    if mesh is None and not vectorize:
+        return seed_by_seed(jax.jit(fn).lower(*one_seed(inputs)).compile())
+    over_seeds = algos.over_seeds(fn, vectorize=True) if mesh is None else sharding.shard_seeds(fn, mesh, vectorize)
+    return jax.jit(over_seeds).lower(*inputs).compile()
+
+
+def one_seed(inputs: Any) -> Any:
+    """Shapes and dtypes of one seed of `inputs` [S, ...] (`jax.ShapeDtypeStruct`s), to lower a
+    one-seed program with."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype), inputs)
+
+
+def seed_by_seed(compiled: Callable) -> Callable:
+    """`compiled`, a one-seed program, over stacked seeds: `call(*inputs [S, ...])` calls it once
+    per seed and stacks the outputs [S, ...] (`call.compiled` is the program). The CLI's programs
+    on one device without --vectorize-seeds: the numbers of `jax.jit(algos.over_seeds(fn))`, bit
+    for bit (its `lax.map` runs each seed's computation as the lone program does), from a
+    program that compiles faster: the map slices every argument and stacks every output leaf
+    inside its loop (54 leaves of REINFORCE's state), about 1 of the default chunk's 3.5 s of
+    compile. One program serves every --num-seeds, so the compilation cache shares it."""
 
     def call(*inputs):
         inputs = jax.device_get(inputs)

@@ -228,7 +228,7 @@ def test_seed_by_seed_compiles_one_seed_and_gives_what_the_loop_over_seeds_gives
 
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4))
     hparams = {"lr": jnp.array([1.0, 2.0, 3.0, 4.0])}
-    run = train_cli.seed_by_seed(fn, keys, hparams)
+    run = train_cli.compile_over_seeds(fn, (keys, hparams), mesh=None, vectorize=False)  # as the CLI on one device
     got = run(keys, hparams)
     assert traced == [((2,), ())]  # traced once, with one seed's shapes,
     assert jax.tree.map(lambda arg: arg.shape, run.compiled.args_info) == (((2,), {"lr": ()}), {})  # compiled so
