@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import shutil
 import signal
 import sys
@@ -289,20 +290,28 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     elif resuming:
         print(f"{out} has no resume point (stopped before its first one was saved): training from update 0", flush=True)
     start = done
+    by_seed = mesh is None and not args.vectorize_seeds
+    if by_seed:  # carried seed by seed between chunks: restacking would copy the whole state (a replay buffer) each chunk
+        state = unstack_seeds(state)
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
     with StopOnSignal() as stop, tracker:
         while done < algorithm.num_updates:
             n = min(chunk, algorithm.num_updates - done)
             if n not in compiled:
                 t0 = time.perf_counter()
-                compiled[n] = compile_over_seeds(lambda s, n=n: algos.run_updates(algorithm.update, s, n), (state,), mesh,
-                                                 args.vectorize_seeds)
+                chunk_fn = functools.partial(algos.run_updates, algorithm.update, num_updates=n)
+                compiled[n] = (jax.jit(chunk_fn).lower(state[0]).compile() if by_seed
+                               else compile_over_seeds(chunk_fn, (state,), mesh, args.vectorize_seeds))
                 compile_s += time.perf_counter() - t0
             if mesh is not None:  # a compiled program takes only the layout it was compiled for; on a
                 # mesh XLA may lay a chunk's output state out otherwise (PPO's per-env return carry)
                 state = jax.device_put(state, compiled[n].input_shardings[0][0])
             t0 = time.perf_counter()
-            new_state, new_metrics = jax.block_until_ready(compiled[n](state))
+            if by_seed:
+                outputs = jax.block_until_ready([compiled[n](seed_state) for seed_state in state])
+                new_state, new_metrics = [out[0] for out in outputs], stack_seeds([out[1] for out in outputs])
+            else:
+                new_state, new_metrics = jax.block_until_ready(compiled[n](state))
             train_s += time.perf_counter() - t0
             new_metrics = jax.device_get(sharding.gather(new_metrics))  # multi-host: every process gets all seeds
             check_finite(new_metrics, out)
@@ -312,12 +321,12 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
             metrics = {k: np.concatenate([metrics[k], v], axis=1) if k in metrics else np.asarray(v)
                        for k, v in new_metrics.items()}
             if args.checkpoint_every or stop.signum is not None:
-                experiment.save_resume_point(out, state, metrics, fingerprint)
+                experiment.save_resume_point(out, stack_seeds(state) if by_seed else state, metrics, fingerprint)
             if stop.signum is not None:
                 print(f"stopped by signal {stop.signum} after update {done}; continue with "
                       f"`python -m experiments.train --resume {out}`", flush=True)
                 raise SystemExit(128 + stop.signum)
-    state = sharding.gather(state)
+    state = stack_seeds(state) if by_seed else sharding.gather(state)
 
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     t0 = time.perf_counter()
@@ -383,16 +392,26 @@ def seed_by_seed(compiled: Callable) -> Callable:
     for bit (its `lax.map` runs each seed's computation as the lone program does), from a
     program that compiles faster: the map slices every argument and stacks every output leaf
     inside its loop (54 leaves of REINFORCE's state), about 1 of the default chunk's 3.5 s of
-    compile. One program serves every --num-seeds, so the compilation cache shares it."""
+    compile. One program serves every --num-seeds, so the compilation cache shares it. (The
+    chunk loop carries its state seed by seed, `unstack_seeds`, rather than through this call,
+    which would copy the whole state, a replay buffer, twice per chunk.)"""
 
     def call(*inputs):
-        inputs = jax.device_get(inputs)
-        num_seeds = len(jax.tree.leaves(inputs)[0])
-        outputs = jax.device_get([compiled(*jax.tree.map(lambda x: x[i], inputs)) for i in range(num_seeds)])
-        return jax.device_put(jax.tree.map(lambda *seeds: np.stack(seeds), *outputs))
+        return stack_seeds([compiled(*seed_inputs) for seed_inputs in unstack_seeds(inputs)])
 
     call.compiled = compiled
     return call
+
+
+def unstack_seeds(tree: Any) -> list:
+    """A pytree of [S, ...] arrays as S pytrees of one seed each (views of its host copy)."""
+    host = jax.device_get(tree)
+    return [jax.tree.map(lambda x: x[i], host) for i in range(len(jax.tree.leaves(host)[0]))]
+
+
+def stack_seeds(trees: list) -> Any:
+    """S pytrees of one seed each as one pytree of [S, ...] arrays (on the default device)."""
+    return jax.device_put(jax.tree.map(lambda *seeds: np.stack(seeds), *jax.device_get(trees)))
 
 
 def progress_chunk(num_updates: int, log_every: int) -> int:
