@@ -6,7 +6,7 @@ gridworld where a greedy Q-policy loses to REINFORCE's stochastic one.
 
 1. Ablation. For each environment (CartPole-v1 and a MinAtar game) and each of the four
    switch settings — replay on/off × target network on/off, all else the `rlpg.algos.dqn`
-   defaults — trains `num_seeds` seeds in one program (seeds vmapped, or looped with --no-vectorize-seeds) and evaluates each
+   defaults — trains `num_seeds` seeds in one program (seeds vmapped; with --no-vectorize-seeds one seed's program called seed by seed) and evaluates each
    seed's final greedy policy (argmax Q) over `eval_episodes` episodes. Reports the median
    over seeds and their spread (min, quartiles, max).
 2. Aliased gridworld (`rlpg.envs.AliasedGridworld`: cells 1 and 3 look alike). DQN learns a
@@ -35,6 +35,7 @@ import numpy as np
 import optax
 import tyro
 
+from experiments import train as train_cli
 from rlpg import algos, envs, estimators, exact, experiment, returns, rollout
 from rlpg.algos import dqn
 
@@ -65,8 +66,8 @@ class Args:
     gridworld_episodes: int = 1000
     """evaluation episodes per seed on the aliased gridworld"""
     vectorize_seeds: bool = True
-    """vmap the seeds (faster runs) instead of looping over them in the program (faster compiles;
-    each seed then equals the same seed run alone, bit for bit)"""
+    """vmap the seeds (faster runs) instead of calling one seed's program seed by seed (faster
+    compiles; each seed then equals the same seed run alone, bit for bit)"""
     quick: bool = False
     """small preset: a few thousand steps, 2 seeds looped (checks the pipeline, not the numbers)"""
 
@@ -130,7 +131,7 @@ def train_and_evaluate(config: dqn.Config, keys: jax.Array, eval_episodes: int, 
         )
         return state, metrics, final
 
-    state, metrics, final = jax.jit(algos.over_seeds(train_and_play, vectorize))(keys)
+    state, metrics, final = train_cli.compile_over_seeds(train_and_play, (keys,), mesh=None, vectorize=vectorize)(keys)
     return state, metrics, np.asarray(final)
 
 
@@ -234,7 +235,7 @@ def run_gridworld(args: Args) -> dict:
         play_key = jax.random.fold_in(key, 1)
         return theta, rollout.evaluate(play_key, policy, theta, env, env_params, args.gridworld_episodes, greedy=False)
 
-    thetas, pg_returns = jax.jit(algos.over_seeds(train_and_play, args.vectorize_seeds))(keys)
+    thetas, pg_returns = train_cli.compile_over_seeds(train_and_play, (keys,), mesh=None, vectorize=args.vectorize_seeds)(keys)
     pg_returns = np.asarray(pg_returns)
     phi = env.features(env_params)
     pg_exact = -np.asarray(jax.vmap(lambda th: exact.finite_horizon_expected_return(mdp, phi @ th, horizon))(thetas))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from experiments import train as train_cli
 from rlpg import algos, exact, experiment
 from rlpg.algos import reinforce
 
@@ -49,7 +50,7 @@ class Args:
     overwrite: bool = False
     """replace an existing output folder"""
     num_seeds: int = 5
-    """REINFORCE seeds per world (in one program)"""
+    """REINFORCE seeds per world (one seed's program, called seed by seed)"""
     seed: int = 0
     """PRNG seed of the first run"""
     quick: bool = False
@@ -107,7 +108,8 @@ def run_world(env_id: str, num_seeds: int, seed: int, quick: bool) -> dict:
     env, env_params = algorithm.env, algorithm.env_params
     keys = jax.vmap(jax.random.PRNGKey)(seed + jnp.arange(num_seeds))
     t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(jax.jit(algos.over_seeds(algos.train_fn(algorithm)))(keys))
+    run = train_cli.compile_over_seeds(algos.train_fn(algorithm), (keys,), mesh=None, vectorize=False)  # seed by seed
+    state, metrics = jax.block_until_ready(run(keys))
     seconds = time.perf_counter() - t0
     score = jax.jit(jax.vmap(lambda p: exact_score(env, env_params, p)))  # one program for both calls, not op by op
     initial = score(jax.vmap(algorithm.policy.init)(keys))[0]  # seed 0's initial policy
