@@ -290,7 +290,7 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     elif resuming:
         print(f"{out} has no resume point (stopped before its first one was saved): training from update 0", flush=True)
     start = done
-    by_seed = mesh is None and not args.vectorize_seeds
+    by_seed = runs_seed_by_seed(mesh, args.vectorize_seeds)
     if by_seed:  # carried seed by seed between chunks: restacking would copy the whole state (a replay buffer) each chunk
         state = unstack_seeds(state)
     compiled = {}  # chunk length -> executable (at most two lengths: `chunk` and the remainder)
@@ -373,10 +373,16 @@ def compile_over_seeds(fn: Callable, inputs: tuple, mesh, vectorize: bool) -> Ca
     """A per-seed `fn` over the seeds of `inputs` [S, ...], compiled: on one device (`mesh` None)
     without `vectorize`, one program for one seed called seed by seed (`seed_by_seed`); else one
     program over all seeds, vmapped or split over the mesh (`sharding.shard_seeds`)."""
-    if mesh is None and not vectorize:
+    if runs_seed_by_seed(mesh, vectorize):
         return seed_by_seed(jax.jit(fn).lower(*one_seed(inputs)).compile())
     over_seeds = algos.over_seeds(fn, vectorize=True) if mesh is None else sharding.shard_seeds(fn, mesh, vectorize)
     return jax.jit(over_seeds).lower(*inputs).compile()
+
+
+def runs_seed_by_seed(mesh, vectorize: bool) -> bool:
+    """Whether the CLI's programs are one-seed programs called seed by seed: on one device
+    (`mesh` None), seeds not vmapped."""
+    return mesh is None and not vectorize
 
 
 def one_seed(inputs: Any) -> Any:

@@ -114,7 +114,7 @@ def total_return(
         _check_episode_time("initial_time", initial_time)
         check_same_shape(**{"initial_time": initial_time, "rewards[0]": g[0]})
         under_way = jnp.cumsum(starts, axis=0) == 1  # the window's first episode of each env
-        g = jnp.where(under_way, jnp.power(gamma, jnp.asarray(initial_time).astype(g.dtype)) * g, g)
+        g = jnp.where(under_way, jnp.power(gamma, initial_time.astype(g.dtype)) * g, g)
 
     def step(episode_return, x):
         g_t, start = x

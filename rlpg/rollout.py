@@ -8,14 +8,13 @@ can bootstrap from the state it really reached.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
-
-import math
 
 from rlpg._checks import (
     as_array, check_binary, check_bool, check_floating, check_index, check_integer, check_key, check_same_shape, check_size,
