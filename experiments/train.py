@@ -261,7 +261,7 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
     tracker = tracking.make_tracker(track, out, args.num_seeds, saved_config)
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
-    print(f"{args.algo} on {config.env_id}: {args.num_seeds} seeds x {config.num_updates} updates x "
+    print(f"{args.algo} on {config.env_id}: {args.num_seeds} seed{'s' if args.num_seeds > 1 else ''} x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
     # Progress lines come from the host after each chunk: a program with an in-program callback
@@ -350,7 +350,7 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
         "xla_programs": programs["built"],
         "xla_programs_from_cache": programs["loaded"],
         "train_seconds": train_s,
-        "env_steps_per_second": steps_this_run * args.num_seeds / train_s if train_s else float("nan"),
+        "env_steps_per_second": steps_this_run * args.num_seeds / train_s if train_s else None,  # None: nothing left to train
         "resumed_from_update": start if resuming else None,
         "mesh": dict(mesh.shape) if mesh is not None else None,
     }
@@ -360,11 +360,12 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
         shutil.rmtree(out / experiment.CHECKPOINT_DIR)
     experiment.save_params(out / experiment.CHECKPOINT_DIR, jax.device_get(state.params))
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)  # last: a run with summary.json has finished
+    rate = f"{summary['env_steps_per_second']:,.0f} env-steps/s" if train_s else "no updates were left to train"
     print(f"done: final {'greedy' if args.greedy_eval else 'stochastic'} evaluation return per seed "
           f"{np.round(summary['eval_return_mean'], 1).tolist()} (median {summary['eval_return_median_over_seeds']:.1f}); "
           f"compile {compile_s:.1f}s ({summary['xla_programs']} XLA programs, {summary['xla_programs_from_cache']} from the "
           f"compilation cache), "
-          f"train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env-steps/s; "
+          f"train {train_s:.1f}s, {rate}; "
           f"wrote {out}", flush=True)
     return summary
 

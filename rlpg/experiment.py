@@ -2,9 +2,10 @@
 
 A run folder holds `config.json`, `metrics.csv`, `summary.json`, `learning_curve.png` and
 `checkpoint/` (orbax) with the final parameters of every seed, stacked on a leading axis.
-While it trains, `resume/update_<n>/` holds the two newest resume points: the complete training
-state of every seed (orbax), the metrics of updates 1..n (`metrics.npz`) and `manifest.json`
-(sizes and checksums of those files, and the config they were written under), written last.
+With `--checkpoint-every`, `resume/update_<n>/` holds the two newest resume points (kept after
+the run finishes): the complete training state of every seed (orbax), the metrics of updates
+1..n (`metrics.npz`) and `manifest.json` (sizes and checksums of those files, and the config
+they were written under), written last.
 """
 
 from __future__ import annotations
@@ -120,20 +121,34 @@ def save_figure(fig, path: Path) -> None:
     pyplot().close(fig)
 
 
+def latest_finished_returns(returns: np.ndarray) -> np.ndarray:
+    """Each seed's return of its latest finished episodes at every update: `returns` [S, U], NaN
+    where an update finished no episode (`episode_return`), with every NaN replaced by the seed's
+    last finite value before it (NaN until its first finished episode).
+
+    Averaging the raw values over seeds at an update would leave out the seeds that finished no
+    episode there: with windows shorter than an episode, a seed that has learned to balance ends
+    an episode in only some updates, so the average would fall to the weaker seeds in the others."""
+    returns = np.asarray(returns, dtype=float)
+    updates = np.arange(returns.shape[1])
+    last_finite = np.maximum.accumulate(np.where(np.isfinite(returns), updates, 0), axis=1)  # [S, U]
+    return np.take_along_axis(returns, last_finite, axis=1)
+
+
 def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str) -> None:
-    """Mean episode return over seeds vs env steps, with the min–max band and each seed faint."""
+    """Each seed's return of its latest finished training episodes (`latest_finished_returns`)
+    vs env steps: every seed faint, their mean, and the min–max band over seeds (both drawn
+    where every seed has finished an episode)."""
     plt = pyplot()
     steps = np.asarray(metrics["env_steps"])[0]
-    returns = np.asarray(metrics["episode_return"], dtype=float)
+    returns = latest_finished_returns(metrics["episode_return"])
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for curve in returns:
         ax.plot(steps, curve, color="tab:blue", alpha=0.15, lw=0.8)
-    with np.errstate(all="ignore"), warnings.catch_warnings():  # updates where no episode ended are NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ax.fill_between(steps, np.nanmin(returns, 0), np.nanmax(returns, 0), color="tab:blue", alpha=0.2, lw=0)
-        ax.plot(steps, np.nanmean(returns, 0), color="tab:blue", lw=2, label=f"mean of {len(returns)} seeds")
+    ax.fill_between(steps, returns.min(0), returns.max(0), color="tab:blue", alpha=0.2, lw=0, label="min–max over seeds")
+    ax.plot(steps, returns.mean(0), color="tab:blue", lw=2, label=f"mean of {len(returns)} seed{'s' if len(returns) > 1 else ''}")
     ax.set_xlabel("env steps (per seed)")
-    ax.set_ylabel("episode return")
+    ax.set_ylabel("return (latest finished training episodes)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

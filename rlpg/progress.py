@@ -68,11 +68,14 @@ class ProgressPrinter:
             self.print_fn(self._line(who, [{k: float(v[seed, i]) for k, v in arrays.items()} for seed in range(num_seeds)]))
 
     def _line(self, who: str, rows: list[dict]) -> str:
-        """One progress line of the rows (one per seed) of an update: mean return over seeds [min, max]."""
+        """One progress line of the rows (one per seed) of an update: mean return over seeds [min, max]
+        of the seeds that finished an episode in it, "(k of S seeds)" when not all did."""
         returns = np.array([r["episode_return"] for r in rows])
         finite = returns[np.isfinite(returns)]
         mean = f"{finite.mean():8.2f}" if finite.size else "     n/a"
         spread = f" [{finite.min():.1f}, {finite.max():.1f}]" if len(rows) > 1 and finite.size else ""
+        if 0 < finite.size < len(rows):
+            spread += f" ({finite.size} of {len(rows)} seeds)"
         extra = "".join(f"  {k} {np.mean([r[k] for r in rows]):.3f}" for k in ("entropy", "epsilon") if k in rows[0])
         return (f"{who + '  ' if who else ''}update {int(rows[0]['update']):>5d}/{self.total_updates}  env steps {int(rows[0]['env_steps']):>10,d}  "
                 f"return {mean}{spread}{extra}  {time.perf_counter() - self._start:6.1f}s")

@@ -14,6 +14,9 @@ added to the compiled program.
 
 The step of every point is the update's `env_steps` (per seed), the x-axis RL curves are drawn on.
 A NaN (the mean return of an update in which no episode finished) is not logged: a gap.
+A chunk is logged before its resume point is written, so a run killed outright between the
+two (SIGKILL; SIGINT and SIGTERM save first) logs that chunk again when resumed: the same values
+at the same steps.
 """
 
 from __future__ import annotations

@@ -222,12 +222,31 @@ def test_report_chunk_prints_logged_updates_over_seeds():
     metrics = {"update": update, "env_steps": update * 100, "episode_return": returns, "entropy": np.full((3, 5), 0.5)}
     printer.report_chunk(metrics, log_every=5)
     assert len(lines) == 1 and lines[0].startswith("3 seeds  update    15/20  env steps      1,500")
-    assert "return     3.50 [2.0, 5.0]" in lines[0] and "entropy 0.500" in lines[0]  # the NaN seed left out
+    assert "return     3.50 [2.0, 5.0] (2 of 3 seeds)  entropy 0.500" in lines[0]  # the NaN seed left out, and said so
     printer.report_chunk(metrics, log_every=2)  # updates 12 and 14
     assert [line.split("  env")[0] for line in lines[1:]] == ["3 seeds  update    12/20", "3 seeds  update    14/20"]
-    assert "return    10.00 [2.0, 20.0]" in lines[1]
+    assert "return    10.00 [2.0, 20.0]  entropy" in lines[1]  # every seed finished an episode: no count
     printer.report_chunk(metrics, log_every=0)
     assert len(lines) == 3
+
+
+def test_learning_curve_averages_each_seeds_latest_finished_episodes(monkeypatch, tmp_path):
+    """A seed that finished no episode in an update (NaN) counts with its latest finished return:
+    averaging only the seeds that finished one would drop the balancing seed (500, whose episodes
+    outlast a window) in every other update and draw the weaker seed alone."""
+    from rlpg import experiment
+
+    figures = []
+    monkeypatch.setattr(experiment, "save_figure", lambda fig, path: figures.append(fig))
+    returns = np.array([[np.nan, 20.0, 30.0, 40.0, 50.0],
+                        [500.0, np.nan, 500.0, np.nan, np.nan]])
+    update = np.tile(np.arange(1, 6), (2, 1))
+    experiment.plot_learning_curve(tmp_path / "curve.png", {"env_steps": 100 * update, "episode_return": returns}, "t")
+    ax = figures[0].axes[0]
+    mean = next(line for line in ax.lines if line.get_label() == "mean of 2 seeds")
+    np.testing.assert_array_equal(mean.get_ydata(), [np.nan, 260.0, 265.0, 270.0, 275.0])  # none before seed 0's first episode
+    np.testing.assert_array_equal(experiment.latest_finished_returns(returns),
+                                  [[np.nan, 20.0, 30.0, 40.0, 50.0], [500.0, 500.0, 500.0, 500.0, 500.0]])
 
 
 def test_begin_chunk_labels_the_seeds_of_each_chunk_from_the_first():

@@ -358,6 +358,9 @@ def test_a_run_cut_short_while_writing_its_final_files_resumes_and_ends_as_the_u
     monkeypatch.setattr(experiment, "save_params", save_params)
     summary = train_cli.run(train_cli.Args(resume=out))
     assert summary["resumed_from_update"] == 60 and summary["eval_return_mean"] == ref_summary["eval_return_mean"]
+    # No update was left to train: no rate, written as JSON's null (NaN is not JSON: other readers refuse the file).
+    strict = json.loads((out / experiment.SUMMARY_FILE).read_text(), parse_constant=lambda name: pytest.fail(f"{name} in summary.json"))
+    assert strict["env_steps_per_second"] is None and strict["train_seconds"] == 0.0
     assert (out / experiment.METRICS_FILE).read_bytes() == (ref_dir / experiment.METRICS_FILE).read_bytes()
     assert same_tree(experiment.restore_params(out / experiment.CHECKPOINT_DIR), experiment.restore_params(ref_dir / experiment.CHECKPOINT_DIR))
 
