@@ -35,16 +35,6 @@ RUNS = {
 }  # fmt: skip
 
 
-def forward_fill(x: np.ndarray) -> np.ndarray:
-    """[S, U] with NaN where no episode ended -> the last finished value (NaN before the first)."""
-    out = x.copy()
-    for row in out:
-        for i in range(1, row.size):
-            if np.isnan(row[i]):
-                row[i] = row[i - 1]
-    return out
-
-
 def run(name: str) -> dict:
     module, overrides = RUNS[name]
     config = module.Config(env_id=ENV_ID, **overrides)
@@ -59,7 +49,7 @@ def run(name: str) -> dict:
     train_s = time.perf_counter() - t0
     evaluate = algos.make_evaluate(algorithm, EVAL_EPISODES)
     evals = np.asarray(evaluate(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys), state.params["policy"])).mean(1)
-    curve = np.nanmean(forward_fill(np.asarray(metrics["episode_return"], np.float64)), axis=0)
+    curve = np.nanmean(experiment.latest_finished_returns(metrics["episode_return"]), axis=0)
     steps = np.asarray(metrics["env_steps"][0], np.float64)
     return {
         "config": {k: v for k, v in overrides.items()},

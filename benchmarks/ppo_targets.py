@@ -52,11 +52,10 @@ def run(env_id: str, seeds: int, config: dict, eval_episodes: int = 64) -> dict:
         name = "greedy" if greedy else "stochastic"
         result[f"{name}_eval"] = returns.mean(axis=1).tolist()
         result[f"{name}_median"] = float(np.median(returns.mean(axis=1)))
-    curve = np.asarray(metrics["episode_return"], dtype=float)
+    curve = experiment.latest_finished_returns(metrics["episode_return"]).mean(0)  # the plot's mean line
     steps = np.asarray(metrics["env_steps"])[0]
     idx = np.unique(np.linspace(0, len(steps) - 1, 21).astype(int))
-    with np.errstate(all="ignore"):
-        result["curve"] = {"env_steps": steps[idx].tolist(), "mean_return": np.nanmean(curve, 0)[idx].tolist()}
+    result["curve"] = {"env_steps": steps[idx].tolist(), "mean_return": curve[idx].tolist()}
     RESULTS.mkdir(exist_ok=True)
     experiment.plot_learning_curve(RESULTS / f"ppo-{env_id}.png", metrics, f"rlpg PPO on {env_id}")
     return result
