@@ -361,6 +361,8 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     experiment.save_params(out / experiment.CHECKPOINT_DIR, jax.device_get(state.params))
     experiment.write_json(out / experiment.SUMMARY_FILE, summary)  # last: a run with summary.json has finished
     rate = f"{summary['env_steps_per_second']:,.0f} env-steps/s" if train_s else "no updates were left to train"
+    if train_s and "continuation_steps" in metrics:  # REINFORCE finishing its window's episodes: stepped, not counted
+        rate += f" of the windows (+{int(np.sum(metrics['continuation_steps'][:, start:])):,} steps finishing their episodes)"
     print(f"done: final {'greedy' if args.greedy_eval else 'stochastic'} evaluation return per seed "
           f"{np.round(summary['eval_return_mean'], 1).tolist()} (median {summary['eval_return_median_over_seeds']:.1f}); "
           f"compile {compile_s:.1f}s ({summary['xla_programs']} XLA programs, {summary['xla_programs_from_cache']} from the "
