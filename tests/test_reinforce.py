@@ -208,6 +208,52 @@ def chain_estimates():
     return {k: np.asarray(v, np.float64) for k, v in run(jax.random.PRNGKey(11)).items()}, logits, env
 
 
+def test_update_divides_by_the_window_size_not_by_the_steps_taken():
+    """The window's loss is Σ mask·ŵ·log π over num_envs × num_steps, a constant, as the module's
+    estimator: dividing by Σ mask, which counts the continuation's steps and so depends on the
+    episodes drawn, would weight each window by a random factor (a biased gradient)."""
+    config = reinforce.Config(**CHAIN_SIZES, baseline="none")
+    env, env_params = envs.make(CHAIN)
+    policy = policies.make_policy(env, env_params, kind="linear")
+    params = {"policy": _chain_logits().reshape(-1)}
+    batch = rollout.reset(jax.random.PRNGKey(0), env, env_params, config.num_envs)
+    _, window = jax.jit(lambda k, b: reinforce.collect(k, config, policy, params["policy"], env, env_params, b))(jax.random.PRNGKey(1), batch)
+    assert float(window.mask.sum()) > config.steps_per_update  # the continuation took steps
+
+    def surrogate(theta):
+        zeros = jnp.zeros_like(window.traj.reward)
+        weights, _ = reinforce.weights_and_targets(config, window, zeros, zeros, config.gamma, 1.0)
+        log_prob = policy.distribution.log_prob(policy.apply(theta, window.traj.obs), window.traj.action)
+        return jnp.sum(window.mask * weights * log_prob) / config.steps_per_update
+
+    np.testing.assert_allclose(reinforce.make_policy_gradient(config)(params, window), jax.grad(surrogate)(params["policy"]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_carried_windows_count_each_steps_time_from_its_episodes_start():
+    """With a value baseline windows are carried over, so τ_t (the γ^τ of "gradient" weighting)
+    starts from the steps the episode took in earlier windows: a naive count over two windows.
+    Starting each window at τ = 0 would weight an episode's later steps as its first."""
+    config = reinforce.Config(**CHAIN_SIZES, baseline="value", discount_weighting="gradient")
+    env, env_params = envs.make(CHAIN)
+    policy = policies.make_policy(env, env_params, kind="linear")
+    theta = _chain_logits().reshape(-1)
+    collect = jax.jit(lambda k, b: reinforce.collect(k, config, policy, theta, env, env_params, b))
+    batch = rollout.reset(jax.random.PRNGKey(0), env, env_params, config.num_envs)
+    times, dones = [], []
+    for key in jax.random.split(jax.random.PRNGKey(2), 2):
+        batch, window = collect(key, batch)
+        times.append(np.asarray(window.time))
+        dones.append(np.asarray(window.traj.done))
+    time, done = np.concatenate(times), np.concatenate(dones)  # [2 T, B]
+    expected, tau = np.zeros_like(time), np.zeros(config.num_envs, int)
+    for t in range(len(time)):
+        expected[t] = tau
+        tau = np.where(done[t], 0, tau + 1)
+    assert expected[config.num_steps].max() > 0  # some episode runs on into the second window
+    np.testing.assert_array_equal(time, expected)
+
+
 def _exact_chain_gradient(env, logits, gamma):
     H = int(env.default_params.max_steps_in_episode)
     return np.asarray(exact.finite_horizon_policy_gradient(env.tabular_mdp(), logits, H, gamma), np.float64).reshape(-1)

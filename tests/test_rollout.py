@@ -88,6 +88,27 @@ def test_episode_statistics_match_a_naive_count(cartpole):
     np.testing.assert_array_equal(traj2.obs[0], final.obs)
 
 
+def test_finish_episodes_steps_only_the_envs_inside_an_episode(cartpole):
+    """The continuation finishes the episodes under way and starts none: an env at a reset (its
+    episode ended on the window's last step) stands still, while each other env steps until its
+    episode ends, then stands still. Counting an env at a reset as under way would play it a whole
+    new episode, counted as the window's (a biased estimate) and in `continuation_steps`."""
+    env, params, policy, theta, _, final, _, _ = cartpole
+    fresh = rollout.reset(jax.random.PRNGKey(7), env, params, 4)
+    at_reset = jnp.array([True, False, False, False])
+    batch = jax.tree.map(lambda a, b: jnp.where(at_reset.reshape((4,) + (1,) * (a.ndim - 1)), a, b), fresh, final)
+    assert np.all(np.asarray(batch.episode_length)[1:] > 0)  # the others are inside an episode (64 steps in)
+    ended, cont, taken = jax.jit(functools.partial(rollout.finish_episodes, policy=policy, params=theta, env=env, env_params=params,
+                                                   max_steps=500))(jax.random.PRNGKey(3), batch=batch)
+    taken, done = np.asarray(taken), np.asarray(cont.done)
+    assert not taken[:, 0].any()  # at a reset: no step
+    np.testing.assert_array_equal(np.asarray(ended.obs[0]), np.asarray(fresh.obs[0]))
+    for b in range(1, 4):  # steps 0..k, k the step its episode ended on, then none
+        k = int(np.argmax(done[:, b]))
+        assert done[k, b] and taken[: k + 1, b].all() and not taken[k + 1 :, b].any(), b
+        assert int(np.asarray(batch.episode_length)[b]) + k + 1 == int(cont.episode_length[k, b])  # the whole episode's length
+
+
 def test_continuous_actions_clipped_for_the_env_but_not_for_log_probs():
     env, params = envs.make("Pendulum-v1")
     policy = policies.make_policy(env, params, hidden=(8,))
