@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos
-from rlpg.algos import a2c
+from rlpg import algos, rollout
+from rlpg.algos import a2c, on_policy
 
 
 def seeds(n):
@@ -56,3 +56,26 @@ def test_swept_seeds_equal_lone_runs_bit_for_bit(small):
 def test_bad_config_names_the_field(fields, words):
     with pytest.raises(ValueError, match=words):
         a2c.make_train(a2c.Config(**fields))
+
+
+def test_entropy_bonus_is_subtracted_from_the_loss():
+    """L = L_pg + c_v L_V − c_H mean H: on one window, at ent_coef c the loss (taken at the step's
+    own parameters) is the loss at 0 minus c × the mean entropy. Fails on a loss that adds it."""
+    config = a2c.Config(num_envs=4, num_steps=8, total_timesteps=4 * 8, hidden=(8,))
+    networks = on_policy.make_networks(config)
+    learner = a2c.make_learner(config, networks)
+    policy_key, value_key, env_key, rollout_key = jax.random.split(jax.random.PRNGKey(0), 4)
+    params = {"policy": networks.policy.init(policy_key), "value": networks.value_fn.init(value_key)}
+    envs = rollout.reset(env_key, networks.env, networks.env_params, config.num_envs)
+    _, traj = rollout.rollout(rollout_key, networks.policy, params["policy"], networks.env, networks.env_params, envs, config.num_steps)
+
+    @jax.jit
+    def stats(ent_coef):
+        cfg = config.replace(ent_coef=ent_coef)
+        opt_state, extra = learner.init(params, cfg)
+        return learner.learn(params, opt_state, extra, traj, cfg, None)[3]
+
+    at_zero, at_half = stats(jnp.float32(0.0)), stats(jnp.float32(0.5))
+    assert float(at_zero["entropy"]) > 0.1
+    np.testing.assert_allclose(at_half["entropy"], at_zero["entropy"], rtol=1e-6)
+    np.testing.assert_allclose(at_half["loss"], at_zero["loss"] - 0.5 * at_zero["entropy"], rtol=1e-5, atol=1e-6)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, rollout
+from rlpg import algos, normalization, rollout
 from rlpg.algos import a2c, common, on_policy, reinforce
 
 CONFIGS = {name: module.Config for name, module in algos.ALGOS.items()}
@@ -138,3 +138,57 @@ def test_a_config_field_and_one_seeds_hparam_are_scalars():
         algorithm.init(jax.random.PRNGKey(0), {"gamma": jnp.array([0.9, 0.5])})
     keys = jax.random.split(jax.random.PRNGKey(0), 2)  # one per seed, as over_seeds takes them: accepted
     jax.eval_shape(algos.over_seeds(algorithm.init), keys, {"gamma": jnp.array([0.9, 0.5])})
+
+
+def test_values_and_advantages_bootstrap_a_truncation_from_the_final_observation():
+    """GAE's V(s'_t) is V of the pre-reset final observation `next_obs[t]`, not of the next row's
+    (reset) obs[t + 1]: a hand window with a truncation (next_obs ≠ obs[t + 1] there) and a
+    termination, V(s) = sum(s), against a naive GAE loop. Fails on next values taken from obs[1:]."""
+    T, B = 4, 2
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(T + 1, B, 3)).astype(np.float32)
+    obs, next_obs = states[:-1].copy(), states[1:].copy()
+    terminated, truncated = np.zeros((T, B), bool), np.zeros((T, B), bool)
+    truncated[1, 0] = True  # env 0 hits its time limit at t = 1 and resets: obs[2, 0] is a fresh state
+    next_obs[1, 0] = obs[2, 0] + 5.0
+    terminated[2, 1] = True
+    next_obs[2, 1] = obs[3, 1] - 4.0
+    rewards = rng.normal(size=(T, B)).astype(np.float32)
+    zeros = np.zeros((T, B), np.float32)
+    traj = rollout.Trajectory(obs=obs, action=np.zeros((T, B), np.int32), reward=zeros, terminated=terminated,
+                              truncated=truncated, log_prob=zeros, next_obs=next_obs, episode_return=zeros, episode_length=zeros)
+    gamma, lam = 0.9, 0.8
+    values, advantages, targets = on_policy.values_and_advantages(lambda s: s.sum(-1), traj, rewards, gamma, lam)
+
+    v, v_next = obs.sum(-1).astype(np.float64), next_obs.sum(-1).astype(np.float64)
+    expected, a_next = np.zeros((T, B)), np.zeros(B)
+    for t in reversed(range(T)):
+        delta = rewards[t] + gamma * (1 - terminated[t]) * v_next[t] - v[t]
+        a_next = delta + gamma * lam * (1 - terminated[t]) * (1 - truncated[t]) * a_next
+        expected[t] = a_next
+    np.testing.assert_allclose(values, v, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(advantages, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(targets, expected + v, rtol=1e-5, atol=1e-5)
+
+
+def test_normalize_rewards_divides_by_the_spread_of_every_return_so_far():
+    """Over two windows: g_t = r_t + γ g_{t−1} per env, reset to 0 after a done step; each window's
+    rewards are divided by sqrt(var + 1e-8), var the population variance of every g so far,
+    THIS window's included. Fails on scaling by the statistics from before the window is merged."""
+    T, B, gamma = 5, 3, 0.9
+    rng = np.random.default_rng(1)
+    stats, carry = normalization.init_stats(), jnp.zeros((B,), jnp.float32)
+    g_prev, seen = np.zeros(B), []
+    for window in range(2):
+        rewards = rng.normal(1.0, 2.0, size=(T, B)).astype(np.float32)
+        dones = rng.random((T, B)) < 0.25
+        scaled, stats, carry = on_policy.normalize_rewards(stats, carry, rewards, dones, gamma)
+        for t in range(T):
+            g = rewards[t] + gamma * g_prev
+            seen.extend(g)
+            g_prev = np.where(dones[t], 0.0, g)
+        var = np.var(np.asarray(seen))
+        np.testing.assert_allclose(scaled, rewards / np.sqrt(var + 1e-8), rtol=1e-5, atol=1e-6, err_msg=f"window {window}")
+        np.testing.assert_allclose(stats["var"], var, rtol=1e-5)
+        assert float(stats["count"]) == len(seen)
+        np.testing.assert_allclose(carry, g_prev, rtol=1e-5, atol=1e-6)

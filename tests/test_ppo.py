@@ -8,8 +8,8 @@ import pytest
 
 import rlpg
 from experiments import train as train_cli
-from rlpg import algos, normalization
-from rlpg.algos import ppo
+from rlpg import algos, normalization, rollout
+from rlpg.algos import on_policy, optim, ppo
 
 
 def seeds(n):
@@ -134,3 +134,111 @@ def test_bad_config_names_the_field(fields, words):
 def test_cli_flag_of_another_algorithm_is_refused():
     with pytest.raises(ValueError, match="`--clip-eps` does not apply to --algo reinforce"):
         train_cli.make_config(train_cli.Args(algo="reinforce", clip_eps=0.1))
+
+
+# ----------------------------------------------------------------------------- one learning step, by hand
+
+ONE_STEP = dict(num_envs=4, num_steps=8, total_timesteps=4 * 8, num_epochs=1, num_minibatches=1, hidden=(8,), clip_value=True)
+
+
+def one_step_learn(**fields):
+    """(config, networks, learn(params, traj, hparams) -> stats) for PPO's learning step with one
+    epoch of one minibatch: the stats are the losses at `params` themselves, before the step."""
+    config = ppo.Config(**{**ONE_STEP, **fields})
+    networks = on_policy.make_networks(config)
+    learner = ppo.make_learner(config, networks)
+
+    @jax.jit
+    def learn(params, traj, hparams):
+        cfg = config.replace(**hparams)
+        opt_state, extra = learner.init(params, cfg)
+        return learner.learn(params, opt_state, extra, traj, cfg, jax.random.PRNGKey(0))[3]
+
+    return config, networks, learn
+
+
+def hparams(ent_coef=0.0, lam=0.95):
+    return {"ent_coef": jnp.float32(ent_coef), "lam": jnp.float32(lam)}
+
+
+@pytest.fixture(scope="module")
+def one_step():
+    """A CartPole window of 8 steps × 4 envs under fresh parameters, with rewards ~ N(0, 1) (not
+    all 1: standardized advantages need a spread) and log π_old off the acting policy by ~0.1 (ρ ≠ 1)."""
+    config, networks, learn = one_step_learn()
+    policy_key, value_key, env_key, rollout_key = jax.random.split(jax.random.PRNGKey(7), 4)
+    params = {"policy": networks.policy.init(policy_key), "value": networks.value_fn.init(value_key)}
+    envs = rollout.reset(env_key, networks.env, networks.env_params, config.num_envs)
+    _, traj = rollout.rollout(rollout_key, networks.policy, params["policy"], networks.env, networks.env_params, envs, config.num_steps)
+    rng = np.random.default_rng(0)
+    shape = traj.reward.shape
+    traj = traj.replace(reward=jnp.asarray(rng.normal(size=shape), jnp.float32),
+                        log_prob=traj.log_prob + jnp.asarray(0.1 * rng.normal(size=shape), jnp.float32))
+    return config, networks, learn, params, traj
+
+
+def test_entropy_bonus_is_subtracted_from_the_loss(one_step):
+    """L = L_clip + c_v L_V − c_H mean H: at ent_coef c the loss is the loss at 0 minus c × the
+    mean entropy. Fails on a loss that adds the entropy (a penalty that drives exploration out)."""
+    _, _, learn, params, traj = one_step
+    at_zero, at_half = learn(params, traj, hparams(0.0)), learn(params, traj, hparams(0.5))
+    np.testing.assert_allclose(at_half["entropy"], at_zero["entropy"], rtol=1e-6)
+    assert float(at_zero["entropy"]) > 0.1
+    np.testing.assert_allclose(at_half["loss"], at_zero["loss"] - 0.5 * at_zero["entropy"], rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_advantages_makes_the_policy_step_affine_invariant(one_step):
+    """With normalize_advantages the surrogate sees standardized advantages: with V ≡ 0 and λ = 0
+    the advantages are the rewards, and rewards 10 r + 3 give the same policy loss and gradient as r
+    (without it, both change). Fails on a loss that uses the raw advantages."""
+    _, networks, learn, params, traj = one_step
+    params = {**params, "value": jax.tree.map(jnp.zeros_like, params["value"])}  # V ≡ 0: A_t = r_t at λ = 0
+    scaled = traj.replace(reward=10.0 * traj.reward + 3.0)
+    for normalize, learn_it in ((True, learn), (False, one_step_learn(normalize_advantages=False)[2])):
+        before, after = learn_it(params, traj, hparams(lam=0.0)), learn_it(params, scaled, hparams(lam=0.0))
+        same = [np.allclose(before[name], after[name], rtol=1e-4, atol=1e-5) for name in ("policy_loss", "grad_norm")]
+        assert same == [normalize] * 2, (normalize, {n: (float(before[n]), float(after[n])) for n in ("policy_loss", "grad_norm")})
+
+
+def test_clipped_value_loss_compares_new_values_with_old_values_and_targets(one_step):
+    """clip_value: L_V = ½ mean max((V − G)², (V_old + clip(V − V_old, ±ε) − G)²), V_old the values
+    at collection (at the step's own parameters V = V_old, so L_V = ½ mean (V − G)²), G the GAE
+    targets. Fails on a call with old values and targets swapped (½ mean (|G − V| − ε)₊² here)."""
+    config, networks, learn, params, traj = one_step
+    stats = learn(params, traj, hparams(lam=0.9))
+    value = lambda obs: np.asarray(networks.value(params, obs), np.float64)
+    v, v_next = value(traj.obs), value(traj.next_obs)
+    r, term, trunc = (np.asarray(x, np.float64) for x in (traj.reward, traj.terminated, traj.truncated))
+    gamma, lam, eps = config.gamma, 0.9, config.clip_eps
+    adv, a_next = np.zeros_like(r), np.zeros_like(r[0])
+    for t in reversed(range(len(r))):
+        a_next = r[t] + gamma * (1 - term[t]) * v_next[t] - v[t] + gamma * lam * (1 - term[t]) * (1 - trunc[t]) * a_next
+        adv[t] = a_next
+    target, old = adv + v, v
+    expected = 0.5 * np.mean(np.maximum((v - target) ** 2, (old + np.clip(v - old, -eps, eps) - target) ** 2))
+    assert expected > 0.05
+    np.testing.assert_allclose(stats["value_loss"], expected, rtol=1e-4)
+
+
+def test_each_epoch_shuffles_with_its_own_key(monkeypatch):
+    """The num_epochs passes shuffle the batch with keys split(key, num_epochs), one per epoch.
+    Fails on every epoch reusing one key (the same minibatches each pass)."""
+    seen = []
+    original = optim.minibatches
+
+    def recording(key, data, num_minibatches):
+        jax.debug.callback(lambda k: seen.append(np.asarray(k)), key, ordered=True)
+        return original(key, data, num_minibatches)
+
+    monkeypatch.setattr(optim, "minibatches", recording)
+    config = ppo.Config(**{**ONE_STEP, "num_epochs": 3, "num_minibatches": 2})
+    networks = on_policy.make_networks(config)
+    learner = ppo.make_learner(config, networks)
+    params = {"policy": networks.policy.init(jax.random.PRNGKey(0)), "value": networks.value_fn.init(jax.random.PRNGKey(1))}
+    envs = rollout.reset(jax.random.PRNGKey(2), networks.env, networks.env_params, config.num_envs)
+    _, traj = rollout.rollout(jax.random.PRNGKey(3), networks.policy, params["policy"], networks.env, networks.env_params, envs, config.num_steps)
+    key = jax.random.PRNGKey(4)
+    jax.block_until_ready(learner.learn(params, *learner.init(params, config), traj, config, key))
+    jax.effects_barrier()
+    np.testing.assert_array_equal(np.stack(seen), np.asarray(jax.random.split(key, 3)))
+    assert len({tuple(k.tolist()) for k in seen}) == 3
