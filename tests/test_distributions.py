@@ -234,3 +234,19 @@ def test_tanh_gaussian_log_prob_stays_finite_at_saturated_actions():
     assert bool(jnp.all(jnp.isfinite(value))) and bool(jnp.all(jnp.isfinite(grad)))
     with pytest.raises(ValueError, match="finite with high > low"):
         D.tanh_gaussian(-jnp.inf, 1.0)
+
+
+def test_family_kl_is_kl_of_the_first_argument_from_the_second():
+    """`family.kl(p, q)` is KL(p ‖ q), the order of `categorical_kl(p, q)` and `gaussian_kl(*p, *q)`
+    (NPG's `kl` metric is family.kl(old, new) = KL(old ‖ new)). For asymmetric p, q the reverse
+    KL differs, so a family that swaps its arguments fails."""
+    p_logits, q_logits = jnp.array([2.0, 0.0, -1.0]), jnp.array([0.0, 0.5, 0.3])
+    expected = D.categorical_kl(p_logits, q_logits)
+    np.testing.assert_allclose(D.categorical.kl(p_logits, q_logits), expected, rtol=1e-6)
+    assert abs(float(expected) - float(D.categorical_kl(q_logits, p_logits))) > 0.05
+    p = (jnp.array([0.5, -1.0]), jnp.array([-0.3, 0.4]))
+    q = (jnp.array([0.0, 0.2]), jnp.array([0.1, -0.2]))
+    expected = D.gaussian_kl(*p, *q)
+    assert abs(float(expected) - float(D.gaussian_kl(*q, *p))) > 0.05
+    for family in (D.gaussian, D.tanh_gaussian(-1.0, 1.0)):
+        np.testing.assert_allclose(family.kl(p, q), expected, rtol=1e-6)

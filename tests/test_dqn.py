@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpg import algos, envs, policies, value_learning
+from rlpg import algos, envs, policies, rollout, value_learning
 from rlpg.algos import dqn
 
 
@@ -222,3 +222,87 @@ def test_progress_lines_show_epsilon_and_label_seeds_when_the_last_update_is_not
             printer({"update": update, "env_steps": 64 * update, "episode_return": 9.5, "loss": 0.1, "epsilon": 0.25})
     assert [line.split("  update")[0] for line in lines] == ["seed 1/2"] * 2 + ["seed 2/2"] * 2
     assert all("epsilon 0.250" in line and "entropy" not in line for line in lines)
+
+
+# ----------------------------------------------------------------------------- one update at a time
+
+
+@pytest.fixture(scope="module")
+def stepwise():
+    """A tiny double-DQN run driven one update at a time: 2 envs × 4 steps = 8 env steps per
+    update, learning_starts = 16 (the env steps after update 2), one gradient step per update on
+    the update's own transitions (no replay), the target copied (τ = 1) every 3 gradient steps,
+    greedy acting (ε = 0). Returns (config, algorithm, jitted update, [state after update 0..4],
+    [metrics of update 1..4])."""
+    config = dqn.Config(num_envs=2, train_freq=4, gradient_steps=1, total_timesteps=32, learning_starts=16,
+                        replay=False, double=True, target_update_every=3, tau=1.0, eps_start=0.0, eps_end=0.0,
+                        hidden=(8,), batch_size=8)
+    algorithm = dqn.make_algorithm(config)
+    update = jax.jit(algorithm.update)
+    states, metrics = [algorithm.init(jax.random.PRNGKey(0))], []
+    for _ in range(4):
+        state, m = update(states[-1])
+        states.append(state)
+        metrics.append(m)
+    return config, algorithm, update, states, metrics
+
+
+def test_first_gradient_step_is_at_the_update_reaching_learning_starts(stepwise):
+    """Learning starts once env steps >= learning_starts: with 8 env steps per update and
+    learning_starts = 16, update 2 (16 env steps) already takes its gradient step, and update 1
+    none. Fails on a `>` comparison, which waits until update 3."""
+    config, _, _, _, metrics = stepwise
+    assert [int(m["env_steps"]) for m in metrics] == [8, 16, 24, 32]
+    assert [int(m["grad_steps"]) for m in metrics] == [0, 1, 2, 3]
+    assert float(metrics[0]["loss"]) == 0.0 and float(metrics[1]["loss"]) > 0.0
+
+
+def test_target_network_is_copied_after_every_third_gradient_step(stepwise):
+    """τ = 1, target_update_every = 3: θ⁻ stays the initial θ through gradient steps 1 and 2 and
+    equals the online θ right after step 3. Fails on a refresh test on the gradient-step count
+    before the increment (copies after step 1, then after steps 4, 7, ...)."""
+    config, _, _, states, _ = stepwise
+    initial = states[0].params["policy"]
+    for state, steps in zip(states[2:], (1, 2, 3)):
+        assert int(state.extra["grad_steps"]) == steps
+        target, online = state.extra["target_params"], state.params["policy"]
+        expected = initial if steps < 3 else online
+        jax.tree.map(lambda t, e: np.testing.assert_array_equal(t, e, err_msg=f"after gradient step {steps}"), target, expected)
+        if steps < 3:  # the check can tell: the online network has moved away from the initial one
+            assert any(not np.array_equal(o, i) for o, i in zip(jax.tree.leaves(online), jax.tree.leaves(initial)))
+
+
+def test_double_dqn_loss_selects_with_the_online_network_and_evaluates_with_the_target(stepwise):
+    """With θ⁻ ≠ θ whose greedy actions at s' differ, double DQN's loss (the `loss` metric of the
+    update's one gradient step on its own transitions) equals ½ mean (Q_θ(s, a) − y)² with
+    y = r + γ (1 − terminated) Q_θ⁻(s', argmax_a Q_θ(s', a)) computed by hand, and not vanilla
+    DQN's. Fails on selecting the bootstrap action with the target network (double silently off)."""
+    config, algorithm, update, states, _ = stepwise
+    q_network = algorithm.policy
+    state = states[1]  # update 2 is the first that learns
+    online = state.params["policy"]
+    leaves, treedef = jax.tree.flatten(online)  # θ⁻: θ moved far enough to reorder Q's actions
+    keys = jax.random.split(jax.random.PRNGKey(42), len(leaves))
+    target = jax.tree.unflatten(treedef, [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    state = state.replace(extra={**state.extra, "target_params": target})
+    # ε = 0: the actions are greedy, and the key only draws the reset states after an episode
+    # ends, which the transitions hold only if one ends before the window's last step.
+    _, traj = rollout.rollout(jax.random.PRNGKey(7), policies.epsilon_greedy(q_network),
+                              {"q": state.params["policy"], "epsilon": 0.0},
+                              algorithm.env, algorithm.env_params, state.envs, config.train_freq)
+    assert not np.asarray(traj.terminated | traj.truncated)[:-1].any()
+    batch = {k: np.asarray(v) for k, v in dqn.transitions(traj).items()}
+    q = np.asarray(q_network.apply(online, batch["obs"]))
+    q_taken = q[np.arange(len(q)), batch["action"]]
+    next_online = np.asarray(q_network.apply(online, batch["next_obs"]))
+    next_target = np.asarray(q_network.apply(target, batch["next_obs"]))
+    not_done = 1.0 - batch["terminated"]
+    best = next_online.argmax(-1)
+    assert np.any(best != next_target.argmax(-1))  # the premise: the two networks disagree
+    double = batch["reward"] + config.gamma * not_done * next_target[np.arange(len(q)), best]
+    vanilla = batch["reward"] + config.gamma * not_done * next_target.max(-1)
+    double_loss, vanilla_loss = 0.5 * np.mean((q_taken - double) ** 2), 0.5 * np.mean((q_taken - vanilla) ** 2)
+    assert abs(double_loss - vanilla_loss) > 1e-3 * vanilla_loss
+    _, metrics = update(state)
+    assert int(metrics["grad_steps"]) == 1
+    np.testing.assert_allclose(metrics["loss"], double_loss, rtol=1e-5)

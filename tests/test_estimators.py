@@ -196,3 +196,17 @@ def test_lists_are_accepted_where_arrays_go_and_give_the_arrays_numbers():
     ]:
         as_lists = [a.tolist() if isinstance(a, jax.Array) else a for a in args]
         np.testing.assert_array_equal(jax.tree.leaves(fn(*as_lists)), jax.tree.leaves(fn(*args)))
+
+
+def test_normalized_weights_use_the_statistics_of_the_masked_steps_only():
+    """reinforce_weights(G, b, normalize=True, mask=m) standardizes G − b by the mean and std of
+    the entries where m = 1 (masked-out steps, e.g. after an episode's end, must not count), as a
+    naive computation over those entries does. Fails on statistics over all entries."""
+    g = jnp.array([[1.0, 4.0, -2.0], [3.0, 8.0, 100.0], [0.5, -50.0, 7.0]])
+    baseline = jnp.array([[0.5, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    mask = jnp.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    w = np.asarray(E.reinforce_weights(g, baseline, normalize=True, mask=mask))
+    raw = np.asarray(g - baseline)
+    counted = raw[np.asarray(mask) > 0]
+    np.testing.assert_allclose(w, (raw - counted.mean()) / counted.std(), rtol=1e-5, atol=1e-5)
+    assert np.allclose(w[np.asarray(mask) > 0].mean(), 0.0, atol=1e-5)

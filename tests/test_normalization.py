@@ -64,3 +64,12 @@ def test_the_variance_does_not_drift_where_the_float32_count_stops_growing():
 def test_an_empty_batch_is_refused():
     with pytest.raises(ValueError, match="`batch` must hold at least one sample"):
         normalization.update_stats(normalization.init_stats(), jnp.zeros((0,)))
+
+
+def test_zero_variance_divides_by_the_square_root_of_eps():
+    """With σ² = 0 the divisor is sqrt(σ² + eps) = sqrt(1e-8) = 1e-4 (eps inside the root, as
+    documented), so standardize(x = 1) = scale(x = 1) = 1e4. Fails on sqrt(σ²) + eps, which gives 1e8."""
+    stats = {"mean": jnp.zeros(()), "var": jnp.zeros(()), "count": jnp.array(5.0)}
+    np.testing.assert_allclose(normalization.standardize(stats, 1.0), 1.0 / np.sqrt(1e-8), rtol=1e-5)
+    np.testing.assert_allclose(normalization.scale(stats, 1.0), 1.0 / np.sqrt(1e-8), rtol=1e-5)
+    np.testing.assert_allclose(normalization.standardize(stats, 1.0, eps=1e-2), 10.0, rtol=1e-5)

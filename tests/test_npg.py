@@ -99,3 +99,20 @@ def test_swept_seeds_equal_lone_runs_bit_for_bit(small):
 def test_bad_config_names_the_field(fields, words):
     with pytest.raises(ValueError, match=words):
         npg.make_train(npg.Config(**fields))
+
+
+def test_conjugate_gradient_is_exact_after_p_steps_and_one_step_is_steepest_descent(x64):
+    """CG on a P × P SPD matrix with P distinct eigenvalues solves A x = b in exactly P steps (in
+    exact arithmetic; 1e-10 in float64), and its first step is the exact line search along b,
+    x₁ = (bᵀb / bᵀAb) b. Guards CG's recurrences themselves: the NPG test above runs 4P steps, which
+    a wrong search direction (r − β p) or a lost iteration still converges in; these fail on both."""
+    P = 8
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(P, P)))
+    A = q @ np.diag([0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 40.0]) @ q.T
+    b = np.random.default_rng(1).normal(size=P)
+    matvec = lambda v: jnp.asarray(A) @ v  # noqa: E731
+    x = np.asarray(estimators.conjugate_gradient(matvec, jnp.asarray(b), iters=P))
+    exact = np.linalg.solve(A, b)
+    assert np.linalg.norm(x - exact) <= 1e-10 * np.linalg.norm(exact)
+    x1 = estimators.conjugate_gradient(matvec, jnp.asarray(b), iters=1)
+    np.testing.assert_allclose(x1, (b @ b) / (b @ A @ b) * b, rtol=1e-12, atol=1e-14)
