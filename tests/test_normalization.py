@@ -73,3 +73,13 @@ def test_zero_variance_divides_by_the_square_root_of_eps():
     np.testing.assert_allclose(normalization.standardize(stats, 1.0), 1.0 / np.sqrt(1e-8), rtol=1e-5)
     np.testing.assert_allclose(normalization.scale(stats, 1.0), 1.0 / np.sqrt(1e-8), rtol=1e-5)
     np.testing.assert_allclose(normalization.standardize(stats, 1.0, eps=1e-2), 10.0, rtol=1e-5)
+
+
+def test_scale_divides_by_the_spread_without_centring():
+    """Reward normalization scales r by 1/sqrt(σ² + eps) of the discounted return and keeps its
+    sign and offset (a reward of 0 stays 0); standardize also centres. Fails on a scale that
+    subtracts the mean (PPO's normalized rewards would turn a constant reward into zero)."""
+    stats = {"mean": jnp.array(5.0), "var": jnp.array(4.0), "count": jnp.array(10.0)}
+    x = jnp.array([-2.0, 0.0, 2.0, 5.0])
+    np.testing.assert_allclose(normalization.scale(stats, x), np.asarray(x) / np.sqrt(4.0 + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(normalization.standardize(stats, x), (np.asarray(x) - 5.0) / np.sqrt(4.0 + 1e-8), rtol=1e-6)

@@ -242,3 +242,19 @@ def test_each_epoch_shuffles_with_its_own_key(monkeypatch):
     jax.effects_barrier()
     np.testing.assert_array_equal(np.stack(seen), np.asarray(jax.random.split(key, 3)))
     assert len({tuple(k.tolist()) for k in seen}) == 3
+
+
+def test_annealed_learning_rate_reaches_zero_only_after_the_last_minibatch_step():
+    """anneal_lr decays lr linearly to 0 over every optimizer step of the run, num_updates ×
+    num_epochs × num_minibatches, so the last update still moves the parameters. Fails on a
+    schedule over num_updates steps (lr 0 from the third minibatch step on: updates 2 and 3 stand still)."""
+    config = ppo.Config(**{**ONE_STEP, "total_timesteps": 3 * 4 * 8, "num_epochs": 2, "num_minibatches": 2, "anneal_lr": True})
+    algorithm = ppo.make_algorithm(config)
+    update = jax.jit(algorithm.update)
+    states = [algorithm.init(jax.random.PRNGKey(0))]
+    for _ in range(config.num_updates):
+        states.append(update(states[-1])[0])
+    for before, after in zip(states[:-1], states[1:]):
+        moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                    for a, b in zip(jax.tree.leaves(after.params["policy"]), jax.tree.leaves(before.params["policy"])))
+        assert moved > 1e-6, int(after.update)
