@@ -210,3 +210,14 @@ def test_normalized_weights_use_the_statistics_of_the_masked_steps_only():
     counted = raw[np.asarray(mask) > 0]
     np.testing.assert_allclose(w, (raw - counted.mean()) / counted.std(), rtol=1e-5, atol=1e-5)
     assert np.allclose(w[np.asarray(mask) > 0].mean(), 0.0, atol=1e-5)
+
+
+def test_entropy_bonus_and_value_loss_average_over_the_masked_steps():
+    """entropy_bonus is the mean entropy over mask = 1 and value_loss ½ the mean squared error
+    there (steps after an episode's end must not count). Fails on plain means over all steps."""
+    ent = jnp.array([[1.0, 2.0], [3.0, 10.0]])
+    mask = jnp.array([[1.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(E.entropy_bonus(ent, mask), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(E.entropy_bonus(ent), 4.0, rtol=1e-6)
+    values, targets = jnp.array([[1.0, 0.0], [2.0, 9.0]]), jnp.array([[0.0, 2.0], [2.0, 0.0]])
+    np.testing.assert_allclose(E.value_loss(values, targets, mask), 0.5 * (1.0 + 4.0 + 0.0) / 3, rtol=1e-6)

@@ -271,3 +271,22 @@ def _mdp():
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+def test_finite_horizon_discount_matches_naive_loops(x64):
+    """With discount γ < 1 (mdp.gamma ignored): V_t = r_π + γ P_π V_{t+1} row by row (a backward
+    loop), and J_H = Σ_{t<H} γ^t μ_tᵀ r_π (a forward loop). Fails when the discount is dropped
+    from the backward induction (every other finite-horizon test runs with γ = 1)."""
+    mdp, logits = numpy_mdp(3, 2, seed=8, gamma=0.9)
+    _, p_pi, r_pi = chain(mdp, logits)
+    horizon, discount = 4, 0.6
+    rows = [np.zeros(3)]
+    for _ in range(horizon):
+        rows.append(r_pi + discount * p_pi @ rows[-1])
+    got = E.finite_horizon_values(mdp, logits, horizon, discount)
+    np.testing.assert_allclose(got, np.stack(rows[::-1]), rtol=1e-12, atol=1e-12)
+    mu_t, forward = np.asarray(mdp.initial), 0.0
+    for t in range(horizon):
+        forward += discount**t * mu_t @ r_pi
+        mu_t = mu_t @ p_pi
+    np.testing.assert_allclose(finite_horizon_expected_return(mdp, logits, horizon, discount), forward, rtol=1e-12)

@@ -195,3 +195,35 @@ def test_training_path_refuses_configs_of_other_batches():
     configs = {"none": base.replace(baseline="none", normalize=False), "wide": base.replace(baseline="rloo", num_envs=4)}
     with pytest.raises(ValueError, match=r"`configs` must share num_envs: 'wide' has 4, the first config 8"):
         lab.measure_training_path(jax.random.PRNGKey(1), configs, jnp.zeros(4), 10)
+
+
+def test_estimator_stats_equal_their_formulas():
+    """bias = ‖mean − ∇J‖, variance = tr of the unbiased (ddof 1) covariance, bias_ci =
+    k·sqrt(tr Cov / N), rmse and cosine, on 4 hand-made estimates against numpy formulas.
+    Fails on the biased variance (ddof 0), which shrinks the band of every unbiasedness test."""
+    g = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, -1.0], [2.0, 3.0]])
+    target = np.array([1.0, 1.0])
+    stats = lab.estimator_stats(g, target, num_sigmas=2.0)
+    mean = g.mean(0)
+    variance = sum(np.sum((g[:, j] - mean[j]) ** 2) / 3 for j in range(2))
+    cos = [x @ target / (np.linalg.norm(x) * np.linalg.norm(target)) for x in g]
+    np.testing.assert_allclose(stats["bias"], np.linalg.norm(mean - target), rtol=1e-12)
+    np.testing.assert_allclose(stats["variance"], variance, rtol=1e-12)
+    np.testing.assert_allclose(stats["bias_ci"], 2.0 * np.sqrt(variance / 4), rtol=1e-12)
+    np.testing.assert_allclose(stats["rmse"], np.sqrt(np.mean([np.sum((x - target) ** 2) for x in g])), rtol=1e-12)
+    np.testing.assert_allclose(stats["cosine"], np.mean(cos), rtol=1e-12)
+    assert stats["num_batches"] == 4
+
+
+def test_monte_carlo_values_count_only_the_first_episode():
+    """A bandit rolled out for 3 steps plays 3 one-step episodes; only the first is masked in, so
+    V̂_0(start) is the mean of the first pulls' rewards and V̂_t = 0 for t ≥ 1 (no counted visit).
+    Fails when the masked-out later episodes' returns enter the totals (the visits stay masked)."""
+    env = envs.MultiArmedBandit(jnp.array([1.0, 2.0, 4.0]))
+    params = lab.tabular_params(env, horizon=3)
+    traj, mask = lab.sample_episodes(jax.random.PRNGKey(9), env, params, jnp.zeros((2, 3)), 8)
+    assert np.asarray(mask).tolist() == [[1] * 8, [0] * 8, [0] * 8]
+    got = np.asarray(lab.monte_carlo_values(traj, mask))
+    want = np.zeros((3, 2))
+    want[0, 0] = np.asarray(traj.reward)[0].mean()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -282,3 +282,68 @@ def test_categorical_policy_is_refused():
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 3, gamma=1.5)
     with pytest.raises(ValueError, match="`value_fn` bootstraps at the cuts"):
         pathwise.rollout_return(jax.random.PRNGKey(0), policy, None, env, env_params, 3, value_fn=lambda o: o.sum())
+
+
+def test_score_function_counts_only_the_first_episode_with_a_baseline(x64):
+    """Pendulum with a 3-step time limit and H = 6: the score term sums ∇log π(a_t|s_t)(G_t − b_t)
+    over the first episode's steps only, so a baseline that is nonzero after the end changes
+    nothing (the gradient equals the 3-step one with the baseline's first 3 entries). A surrogate
+    without the alive mask adds ∇log π(a_t)(0 − b_t) for the steps after the end."""
+    env, env_params = gymnax.make("Pendulum-v1")
+    short = env_params.replace(max_steps_in_episode=3)
+    policy = policies.linear_gaussian(jnp.tanh, 3, 1, init_log_std=-1.0)
+    params = {"theta": jnp.array([[0.5], [-1.0], [-0.3]]), "log_std": jnp.array([-1.0])}
+    key, baseline = jax.random.PRNGKey(2), jnp.arange(1.0, 7.0)
+    (six, six_grad), (three, three_grad) = jax.jit(
+        lambda prm: [jax.value_and_grad(pathwise.score_function_return, argnums=2)(key, policy, prm, env, short, h, 0.9, baseline[:h])
+                     for h in (6, 3)]
+    )(params)
+    np.testing.assert_allclose(six, three, rtol=1e-12)
+    np.testing.assert_allclose(jax.flatten_util.ravel_pytree(six_grad)[0], jax.flatten_util.ravel_pytree(three_grad)[0], rtol=1e-10)
+
+
+def test_short_horizon_return_never_bootstraps_a_terminated_step(x64):
+    """Every step of the continuous bandit terminates: the window objective is Σ_t r_t (the
+    discount restarts at each end and V is never added after a terminated step, the window's
+    last step included). Bootstrapping terminated steps adds γ V(s'_t) on every step."""
+    env = envs.ContinuousBandit(optimum=0.5)
+    p = env.default_params
+    policy = policies.linear_gaussian(lambda o: o, 1, 1)
+    params = {"theta": jnp.array([[0.2]]), "log_std": jnp.array([-1.0])}
+    obs, state = env.reset(jax.random.PRNGKey(0), p)
+    total, _, steps = pathwise.short_horizon_return(
+        jax.random.PRNGKey(1), policy, params, env, p, obs, state, 4, 0.9, lambda o: 10.0 + jnp.sum(o)
+    )
+    assert steps["terminated"].all() and not steps["truncated"].any()
+    np.testing.assert_allclose(total, jnp.sum(steps["reward"]), rtol=1e-12)
+
+
+def test_leave_one_out_baseline_is_the_mean_of_the_other_episodes_reward_to_go():
+    """b_i,t = mean over j ≠ i of G_j,t = Σ_{k≥t} r_j,k, as a naive loop computes it. Fails on a
+    divisor of N instead of N − 1 (which stays unbiased, so the exact-gradient tests miss it)."""
+    rewards = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    got = np.asarray(pathwise.leave_one_out_baseline(jnp.asarray(rewards)))
+    rtg = np.array([[rewards[i, t:].sum() for t in range(5)] for i in range(4)])
+    want = np.stack([np.mean([rtg[j] for j in range(4) if j != i], axis=0) for i in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_score_function_gradient_equals_a_naive_sum_over_steps(x64):
+    """On LQR (no episode end), ∇ `score_function_return` = Σ_t ∇log π(a_t|s_t) (G_t − b_t) with
+    G_t = Σ_{k≥t} γ^k r_k, summed in a loop from the per-step scores of the same episode. Fails on
+    a reward-to-go summed the wrong way (the rewards up to t: still a valid estimator of nothing,
+    and within the noise of the exact-gradient tests)."""
+    env = make_lqr()
+    p, policy, params = env.default_params, env.linear_policy(), lqr_params()
+    key, baseline = jax.random.PRNGKey(5), jnp.linspace(-3.0, -1.0, HORIZON)
+    reset_key, run_key = jax.random.split(key)
+    obs, state = env.reset(reset_key, p)
+    steps = lambda prm: pathwise.unroll(run_key, policy, prm, env, p, obs, state, HORIZON, detach_actions=True)[1]  # noqa: E731
+    scores = jax.jit(jax.jacrev(lambda prm: steps(prm)["log_prob"]))(params)  # [H, ...] ∇log π(a_t|s_t)
+    rewards = np.asarray(jax.jit(steps)(params)["reward"]) * GAMMA ** np.arange(HORIZON)
+    weights = [rewards[t:].sum() - float(baseline[t]) for t in range(HORIZON)]
+    want = jax.tree.map(lambda s: sum(w * s[t] for t, w in enumerate(weights)), scores)
+    value, grad = jax.jit(jax.value_and_grad(lambda prm: pathwise.score_function_return(key, policy, prm, env, p, HORIZON, GAMMA, baseline)))(params)
+    np.testing.assert_allclose(value, rewards.sum(), rtol=1e-12)
+    for name in want:
+        np.testing.assert_allclose(grad[name], want[name], rtol=1e-9, atol=1e-12)

@@ -112,3 +112,14 @@ def test_bad_input_names_the_argument():
         cat.apply(cat.init(jax.random.PRNGKey(0)), jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match="`activation`"):
         P.mlp_value((4,), activation="sigmoid")
+
+
+def test_gaussian_log_std_starts_at_init_log_std_with_either_head():
+    """mlp_gaussian(init_log_std=c): log σ is c at init, as a learned vector or as a second head of
+    the MLP (state_dependent_std=True, offset by c; its last layer is scaled 0.01, so the head
+    starts near 0). Fails when the state-dependent head drops the offset (log σ ≈ 0)."""
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    for state_dependent in (False, True):
+        policy = P.mlp_gaussian((3,), 2, hidden=(8,), state_dependent_std=state_dependent, init_log_std=-1.5)
+        _, log_std = policy.apply(policy.init(jax.random.PRNGKey(0)), obs)
+        np.testing.assert_allclose(jnp.broadcast_to(log_std, (5, 2)), -1.5, atol=0.1, err_msg=str(state_dependent))
