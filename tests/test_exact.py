@@ -290,3 +290,23 @@ def test_finite_horizon_discount_matches_naive_loops(x64):
         forward += discount**t * mu_t @ r_pi
         mu_t = mu_t @ p_pi
     np.testing.assert_allclose(finite_horizon_expected_return(mdp, logits, horizon, discount), forward, rtol=1e-12)
+
+
+
+def test_finite_horizon_optimal_return_equals_the_best_of_all_deterministic_policies(x64):
+    """max_π E[Σ_{t<H} r_t] equals the best return over every deterministic time-dependent policy
+    (all (A^S)^H of them on 2 states, 2 actions, H = 3, each evaluated by a forward loop), and
+    exceeds the uniform policy's. Fails on an average over actions in place of the max."""
+    mdp, _ = numpy_mdp(2, 2, seed=9)
+    P, r, mu = (np.asarray(x) for x in (mdp.transitions, mdp.rewards, mdp.initial))
+    horizon, best = 3, -np.inf
+    for choice in itertools.product(itertools.product(range(2), repeat=2), repeat=horizon):  # choice[t][s] = a
+        mu_t, total = mu, 0.0
+        for t in range(horizon):
+            acts = np.array(choice[t])
+            total += mu_t @ r[np.arange(2), acts]
+            mu_t = mu_t @ P[np.arange(2), acts]
+        best = max(best, total)
+    got = E.finite_horizon_optimal_return(mdp, horizon)
+    np.testing.assert_allclose(got, best, rtol=1e-12)
+    assert got > finite_horizon_expected_return(mdp, jnp.zeros((2, 2)), horizon)
