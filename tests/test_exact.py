@@ -292,7 +292,6 @@ def test_finite_horizon_discount_matches_naive_loops(x64):
     np.testing.assert_allclose(finite_horizon_expected_return(mdp, logits, horizon, discount), forward, rtol=1e-12)
 
 
-
 def test_finite_horizon_optimal_return_equals_the_best_of_all_deterministic_policies(x64):
     """max_π E[Σ_{t<H} r_t] equals the best return over every deterministic time-dependent policy
     (all (A^S)^H of them on 2 states, 2 actions, H = 3, each evaluated by a forward loop), and
