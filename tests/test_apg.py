@@ -61,3 +61,30 @@ def test_observation_normalization_is_refused_not_ignored():
     """APG's update keeps no observation statistics: normalize_obs would silently do nothing."""
     with pytest.raises(ValueError, match="`normalize_obs` must be False for APG"):
         apg.Config(normalize_obs=True).validate()
+
+
+def test_critic_targets_bootstrap_from_the_next_state_and_at_the_time_limit(monkeypatch):
+    """The critic's TD(λ) targets (`returns.gae`, read through a spy) take V(s'_t) of each step's
+    next state: V(obs[t + 1]) inside an episode, the pre-reset final state at LQR-v0's 50-step time
+    limit, which is a truncation and so still bootstraps: G_49 = r_49 + γ V(s'_49). Fails on next
+    values of obs[t] and on the terminated and truncated flags swapped; otherwise only the 3-seed
+    SHAC learning run could tell."""
+    captured = []
+    gae = apg.returns.gae
+
+    def spy(rewards, values, next_values, terminated, truncated, gamma, lam):
+        advantages, targets = gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+        jax.debug.callback(lambda *a: captured.append([np.asarray(x) for x in a]), rewards, values, next_values, truncated, targets, gamma)
+        return advantages, targets
+
+    monkeypatch.setattr(apg.returns, "gae", spy)
+    config = apg.Config(env_id="LQR-v0", num_envs=1, num_steps=60, total_timesteps=60, hidden=(4,), critic=True, value_steps=1)
+    algorithm = apg.make_algorithm(config)
+    jax.block_until_ready(jax.jit(algorithm.update)(algorithm.init(jax.random.PRNGKey(0))))
+    jax.effects_barrier()
+    rewards, values, next_values, truncated, targets, gamma = captured[0]  # [T, B]
+    assert np.flatnonzero(truncated[:, 0]).tolist() == [49]
+    inside = np.arange(59) != 49  # s'_t = s_{t+1} except at the reset after step 49
+    np.testing.assert_allclose(next_values[:-1][inside], values[1:][inside], rtol=1e-5, atol=1e-6)
+    assert abs(next_values[49, 0] - values[50, 0]) > 1e-3  # the final state, not the reset one
+    np.testing.assert_allclose(targets[49, 0], rewards[49, 0] + gamma * next_values[49, 0], rtol=1e-5)
