@@ -261,7 +261,7 @@ def train(setup: Setup, programs: collections.Counter) -> dict:
     track = args.track if jax.process_index() == 0 else "none"  # multi-host: the first process logs
     tracker = tracking.make_tracker(track, out, args.num_seeds, saved_config)
     devices = f" on a {dict(mesh.shape)} device mesh" if mesh is not None else ""
-    print(f"{args.algo} on {config.env_id}: {args.num_seeds} seed{'s' if args.num_seeds > 1 else ''} x {config.num_updates} updates x "
+    print(f"{args.algo} on {config.env_id}: {experiment.seeds_label(args.num_seeds)} x {config.num_updates} updates x "
           f"{config.steps_per_update} env steps{devices} -> {out}", flush=True)
 
     # Progress lines come from the host after each chunk: a program with an in-program callback

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlpg import algos, rollout
-from rlpg.progress import ProgressPrinter  # noqa: F401 (re-exported: the CLI's progress lines)
+from rlpg.progress import ProgressPrinter, seeds_label  # noqa: F401 (ProgressPrinter re-exported: the CLI's progress lines)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -146,7 +146,7 @@ def plot_learning_curve(path: Path, metrics: Mapping[str, jax.Array], title: str
     for curve in returns:
         ax.plot(steps, curve, color="tab:blue", alpha=0.15, lw=0.8)
     ax.fill_between(steps, returns.min(0), returns.max(0), color="tab:blue", alpha=0.2, lw=0, label="min–max over seeds")
-    ax.plot(steps, returns.mean(0), color="tab:blue", lw=2, label=f"mean of {len(returns)} seed{'s' if len(returns) > 1 else ''}")
+    ax.plot(steps, returns.mean(0), color="tab:blue", lw=2, label=f"mean of {seeds_label(len(returns))}")
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel("return (latest finished training episodes)")
     ax.set_title(title)

@@ -10,6 +10,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 
+def seeds_label(num_seeds: int) -> str:
+    """"1 seed", "5 seeds": how progress lines, the run's header and its plot name the seeds."""
+    return f"{num_seeds} seed{'s' if num_seeds != 1 else ''}"
+
+
 class ProgressPrinter:
     """A `progress` callback for `make_train`: one line per logged update.
 
@@ -63,7 +68,7 @@ class ProgressPrinter:
             return
         arrays = {k: np.asarray(v) for k, v in metrics.items()}
         num_seeds = arrays["update"].shape[0]
-        who = f"{num_seeds} seed{'s' if num_seeds > 1 else ''}"
+        who = seeds_label(num_seeds)
         for i in np.nonzero(arrays["update"][0] % log_every == 0)[0]:
             self.print_fn(self._line(who, [{k: float(v[seed, i]) for k, v in arrays.items()} for seed in range(num_seeds)]))
 
