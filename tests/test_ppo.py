@@ -220,9 +220,10 @@ def test_clipped_value_loss_compares_new_values_with_old_values_and_targets(one_
     np.testing.assert_allclose(stats["value_loss"], expected, rtol=1e-4)
 
 
-def test_each_epoch_shuffles_with_its_own_key(monkeypatch):
+def test_each_epoch_shuffles_with_its_own_key(one_step, monkeypatch):
     """The num_epochs passes shuffle the batch with keys split(key, num_epochs), one per epoch.
     Fails on every epoch reusing one key (the same minibatches each pass)."""
+    *_, params, traj = one_step  # the same networks and window shapes: only the epochs and minibatches differ
     seen = []
     original = optim.minibatches
 
@@ -234,9 +235,6 @@ def test_each_epoch_shuffles_with_its_own_key(monkeypatch):
     config = ppo.Config(**{**ONE_STEP, "num_epochs": 3, "num_minibatches": 2})
     networks = on_policy.make_networks(config)
     learner = ppo.make_learner(config, networks)
-    params = {"policy": networks.policy.init(jax.random.PRNGKey(0)), "value": networks.value_fn.init(jax.random.PRNGKey(1))}
-    envs = rollout.reset(jax.random.PRNGKey(2), networks.env, networks.env_params, config.num_envs)
-    _, traj = rollout.rollout(jax.random.PRNGKey(3), networks.policy, params["policy"], networks.env, networks.env_params, envs, config.num_steps)
     key = jax.random.PRNGKey(4)
     jax.block_until_ready(learner.learn(params, *learner.init(params, config), traj, config, key))
     jax.effects_barrier()
